@@ -1,0 +1,58 @@
+"""What every command shares: options, config loading, error reporting.
+
+Commands stay thin (smart-fetch style): parse, load, call the library,
+report.  Library errors become one red line and a stable exit code
+(``adapter.errors``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from adapter import config as config_mod
+from adapter import errors
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="TRIAL_ADAPTER_CONFIG",
+        help="The adapter's TOML config (see config.example.toml).",
+        show_default=True,
+    ),
+]
+SiteOption = Annotated[
+    str | None, typer.Option("--site", "-s", help="Only this site id (default: every [[sites]] entry).")
+]
+DEFAULT_CONFIG = Path("trial-adapter.toml")
+
+
+@contextlib.contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn expected library errors into a message and their exit code."""
+    try:
+        yield
+    except errors.FatalExit as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(int(exc.code or 1)) from None
+    except errors.AdapterError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def load_config(path: Path) -> config_mod.Config:
+    return config_mod.load_config(path)
+
+
+def selected_sites(config: config_mod.Config, site: str | None) -> list[config_mod.SiteConfig]:
+    return [config.site(site)] if site else list(config.sites)

@@ -1,0 +1,109 @@
+"""``trial-adapter issues``: the data manager's worklist on the command line."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import sqlalchemy as sa
+import typer
+from rich.table import Table
+
+from adapter import errors
+from adapter.cli import common
+from adapter.store import db, models, state
+from adapter.store.models import utcnow
+
+app = typer.Typer(help="List, show and ignore mapping issues.", no_args_is_help=True)
+
+StatusOption = Annotated[str, typer.Option("--status", help="open, resolved, ignored or all.")]
+
+
+@app.command("list")
+def list_issues(
+    config_path: common.ConfigOption = common.DEFAULT_CONFIG,
+    site_id: common.SiteOption = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", "-k", help="Only this issue kind, e.g. unknown_code.")
+    ] = None,
+    status: StatusOption = "open",
+    limit: Annotated[int, typer.Option("--limit", help="At most this many rows.")] = 200,
+) -> None:
+    """List issues with their kind, subject and explanation."""
+    with common.reported_errors():
+        config = common.load_config(config_path)
+        sessions = db.open_store(config.store.url)
+        query = sa.select(models.IssueRow).order_by(
+            models.IssueRow.site, models.IssueRow.kind, models.IssueRow.key
+        )
+        if site_id:
+            query = query.where(models.IssueRow.site == site_id)
+        if kind:
+            query = query.where(models.IssueRow.kind == kind)
+        if status != "all":
+            query = query.where(models.IssueRow.status == status)
+        with sessions() as session:
+            rows = list(session.scalars(query.limit(limit)))
+        table = Table(title=f"Issues ({status})", title_justify="left")
+        for column in ("key", "subject", "detail"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(row.key, row.subject_id or "-", row.detail)
+        common.console.print(table)
+
+
+@app.command("show")
+def show_issue(key: str, config_path: common.ConfigOption = common.DEFAULT_CONFIG) -> None:
+    """Everything known about one issue, including which sources raise it."""
+    with common.reported_errors():
+        config = common.load_config(config_path)
+        sessions = db.open_store(config.store.url)
+        with sessions() as session:
+            row = session.get(models.IssueRow, key)
+            if row is None:
+                errors.fatal(f"no issue with key {key!r}; `trial-adapter issues list` shows the keys", 1)
+            sources = session.scalars(
+                sa.select(models.IssueSource.source).where(models.IssueSource.issue_key == key)
+            )
+            for field in (
+                "key",
+                "kind",
+                "status",
+                "subject_id",
+                "concept",
+                "code",
+                "unit",
+                "value",
+                "detail",
+                "reason",
+            ):
+                common.console.print(f"[bold]{field}:[/bold] {getattr(row, field)}", highlight=False)
+            common.console.print(
+                f"[bold]raised by:[/bold] {', '.join(sources) or '(nothing now)'}", highlight=False
+            )
+
+
+@app.command("ignore")
+def ignore_issue(
+    key: str,
+    reason: Annotated[
+        str, typer.Option("--reason", "-r", help="Why this needs no fix (kept in the audit log).")
+    ],
+    config_path: common.ConfigOption = common.DEFAULT_CONFIG,
+    actor: Annotated[str, typer.Option("--as", help="Who is ignoring it, for the audit log.")] = "cli",
+) -> None:
+    """Mark an issue as needing no fix; the reason is required and audited."""
+    with common.reported_errors():
+        if not reason.strip():
+            errors.fatal("--reason must say why the issue needs no fix", errors.EXIT_USAGE)
+        config = common.load_config(config_path)
+        sessions = db.open_store(config.store.url)
+        with sessions.begin() as session:
+            row = session.get(models.IssueRow, key)
+            if row is None:
+                errors.fatal(f"no issue with key {key!r}; `trial-adapter issues list` shows the keys", 1)
+            before = row.status
+            row.status, row.reason, row.resolved_at = "ignored", reason.strip(), utcnow()
+            state.audit(
+                session, actor, "issue.ignore", key, before=before, after="ignored", reason=reason.strip()
+            )
+        common.console.print(f"ignored {key}")

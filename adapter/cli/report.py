@@ -1,0 +1,116 @@
+"""What the CLI prints after a pass, and the per-site check table."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from adapter import config as config_mod
+from adapter import errors, job
+from adapter.cli.common import console
+from adapter.fhir import ndjson
+from adapter.store import db, state
+from adapter.sync import SiteSetup
+
+
+def print_summary(config: config_mod.Config, result: job.JobResult) -> int:
+    """Print the pass summary; return the number of open issues."""
+    sites = Table(title="Sync", title_justify="left")
+    for column in (
+        "site",
+        "read",
+        "mapped",
+        "unchanged",
+        "facts",
+        "subjects",
+        "upserts",
+        "retractions",
+        "seconds",
+    ):
+        sites.add_column(column, justify="right" if column != "site" else "left")
+    for s in result.syncs:
+        sites.add_row(
+            s.site,
+            str(s.resources_read),
+            str(s.resources_mapped),
+            str(s.unchanged),
+            str(s.facts_written),
+            str(s.subjects_derived),
+            str(s.upserts),
+            str(s.retractions),
+            f"{s.seconds:.1f}",
+        )
+    console.print(sites)
+
+    sessions = db.open_store(config.store.url)
+    with sessions() as session:
+        records = state.record_counts(session)
+        issues = state.open_issue_counts(session)
+        backlog, _oldest = state.outbox_backlog(session)
+        subjects = session.execute(
+            state.sa.select(state.sa.func.count(state.sa.distinct(state.models.RecordRow.subject_id))).where(
+                state.models.RecordRow.retracted.is_(False)
+            )
+        ).scalar_one()
+
+    record_table = Table(title=f"Protocol records ({subjects} subjects)", title_justify="left")
+    record_table.add_column("record type")
+    record_table.add_column("current", justify="right")
+    for record_type, count in sorted(records.items()):
+        record_table.add_row(record_type, str(count))
+    console.print(record_table)
+
+    issue_table = Table(title="Open issues", title_justify="left")
+    issue_table.add_column("kind")
+    issue_table.add_column("open", justify="right")
+    for kind, count in sorted(issues.items()):
+        issue_table.add_row(kind, str(count))
+    if not issues:
+        issue_table.add_row("(none)", "0")
+    console.print(issue_table)
+
+    if result.delivery is not None:
+        d = result.delivery
+        console.print(
+            f"Delivered {d.delivered} change(s) to {config.repository.kind} repository "
+            f"[bold]{config.repository.path}[/bold]; {backlog} waiting in the outbox."
+        )
+    console.print(
+        "Next: `trial-adapter issues list` shows each issue with its explanation."
+        if issues
+        else "No open issues."
+    )
+    return sum(issues.values())
+
+
+def print_check(config: config_mod.Config) -> list[int]:
+    """Check each site's files; print a table; return the exit codes of failures."""
+    table = Table(title="Check", title_justify="left")
+    table.add_column("site")
+    table.add_column("item")
+    table.add_column("result")
+    failures: list[int] = []
+    try:
+        db.open_store(config.store.url)
+        table.add_row("-", "state database", "[green]ok[/green]")
+    except errors.AdapterError as exc:
+        table.add_row("-", "state database", f"[red]{exc}[/red]")
+        failures.append(exc.exit_code)
+    for site in config.sites:
+        try:
+            setup = SiteSetup.load(config, site)
+            table.add_row(
+                site.id,
+                "mappings, rules, roster, secret",
+                f"[green]ok[/green] (catalog {setup.catalog.version}, {len(setup.roster.entries)} on roster)",
+            )
+        except errors.AdapterError as exc:
+            table.add_row(site.id, "mappings, rules, roster, secret", f"[red]{exc}[/red]")
+            failures.append(exc.exit_code)
+        try:
+            lines = ndjson.count_lines(site.source.path)
+            table.add_row(site.id, f"source {site.source.kind}", f"[green]ok[/green] ({lines} resources)")
+        except errors.AdapterError as exc:
+            table.add_row(site.id, f"source {site.source.kind}", f"[red]{exc}[/red]")
+            failures.append(exc.exit_code)
+    console.print(table)
+    return failures

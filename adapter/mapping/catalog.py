@@ -1,0 +1,261 @@
+"""The mapping catalog: concepts, their codes and units, plus per-site overrides.
+
+The central ``concepts.toml`` is owned by the study; each site adds its local
+codes and unit spellings in ``sites/<site>.toml`` without touching it
+(DESIGN.md §3).  Loading validates both with pydantic and fails with the file,
+the line and the reason, because a wrong catalog silently mis-maps lab values.
+A code that would mean two concepts is a load error, never a coin toss.
+
+Every fact carries ``Catalog.version``: a hash of exactly the files that
+shaped it, so the trial repository can tell which mapping produced a value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from adapter import errors
+from adapter.mapping import units
+from adapter.mapping.facts import ConceptKind
+
+M = TypeVar("M", bound=BaseModel)
+
+CONCEPTS_FILE = "concepts.toml"
+SITES_DIR = "sites"
+
+
+class ConceptSpec(BaseModel):
+    """One protocol concept as written in concepts.toml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    kind: ConceptKind
+    label: str
+    unit: str | None = None
+    accepted_units: tuple[str, ...] = ()
+    molar_mass: float | None = Field(None, gt=0)
+    plausible: tuple[float, float] | None = None
+    codes: tuple[str, ...] = ()
+    answers: dict[str, int] = {}
+    study_drug: bool = False
+    text_patterns: tuple[str, ...] = ()
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> ConceptSpec:
+        if self.plausible is not None and self.plausible[0] > self.plausible[1]:
+            raise ValueError("plausible must be [low, high] with low <= high")
+        if self.accepted_units and self.unit is None:
+            raise ValueError("accepted_units given but no canonical unit")
+        if self.unit is not None and self.accepted_units and self.unit not in self.accepted_units:
+            raise ValueError(f"canonical unit {self.unit!r} must be one of accepted_units")
+        return self
+
+
+class CatalogFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    catalog: dict[str, str]
+    systems: dict[str, str] = {}
+    system_aliases: dict[str, str] = {}
+    concepts: list[ConceptSpec] = Field(min_length=1)
+
+
+class SiteOverrideFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    codes: dict[str, str] = {}
+    units: dict[str, str] = {}
+    ignored_codes: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A concept ready for the engine: codes resolved to (system, code)."""
+
+    spec: ConceptSpec
+    answers: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def kind(self) -> ConceptKind:
+        return self.spec.kind
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The central catalog merged with one site's overrides."""
+
+    study: str
+    site: str | None
+    version: str
+    concepts: dict[str, Concept]
+    codes: dict[tuple[str, str], str]
+    system_aliases: dict[str, str]
+    unit_spellings: dict[str, str]
+    ignored_codes: dict[tuple[str, str], str]
+    code_sources: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def canonical_system(self, system: str | None) -> str:
+        system = (system or "").strip()
+        return self.system_aliases.get(system, system)
+
+    def concept_for(self, system: str | None, code: str | None) -> Concept | None:
+        if not code:
+            return None
+        concept_id = self.codes.get((self.canonical_system(system), code.strip()))
+        return self.concepts[concept_id] if concept_id else None
+
+    def is_ignored(self, system: str | None, code: str | None) -> bool:
+        return (self.canonical_system(system), (code or "").strip()) in self.ignored_codes
+
+    def ucum(self, spelling: str) -> str:
+        """A site's unit spelling in UCUM (site table first, then the unit module)."""
+        stripped = spelling.strip()
+        site_unit = self.unit_spellings.get(stripped)
+        return units.normalize(site_unit if site_unit is not None else stripped)
+
+    def study_drug_patterns(self) -> list[tuple[str, re.Pattern[str]]]:
+        return [
+            (c.id, re.compile("|".join(re.escape(p) for p in c.spec.text_patterns), re.IGNORECASE))
+            for c in self.concepts.values()
+            if c.spec.study_drug and c.spec.text_patterns
+        ]
+
+
+def load_catalog(mapping_dir: Path, site: str | None = None) -> Catalog:
+    """Load concepts.toml and (if it exists) sites/<site>.toml; raise MappingError."""
+    concepts_path = mapping_dir / CONCEPTS_FILE
+    central_text, central_raw = _read_toml(concepts_path)
+    central = _validate(CatalogFile, central_raw, concepts_path, central_text)
+    systems = central.systems
+
+    digest = hashlib.sha256(central_text.encode())
+    concepts: dict[str, Concept] = {}
+    codes: dict[tuple[str, str], str] = {}
+    sources: dict[tuple[str, str], str] = {}
+    aliases = dict(central.system_aliases)
+
+    def parse_code(text: str, where: str) -> tuple[str, str]:
+        system, sep, code = text.partition("|")
+        if not sep or not system or not code:
+            raise errors.MappingError(f'{where}: code {text!r} must be written "system|code"')
+        system = systems.get(system, system)
+        return aliases.get(system, system), code
+
+    for index, spec in enumerate(central.concepts):
+        where = f"{concepts_path} line {_concept_line(central_text, index)} (concept {spec.id!r})"
+        if spec.id in concepts:
+            raise errors.MappingError(f"{where}: concept id {spec.id!r} is defined twice")
+        for unit in (spec.unit, *spec.accepted_units):
+            if unit is not None and not unit.startswith("{") and not units.is_known(unit):
+                raise errors.MappingError(f"{where}: unit {unit!r} is not a known UCUM unit")
+        answers = {parse_code(a, where): v for a, v in spec.answers.items()}
+        concepts[spec.id] = Concept(spec=spec, answers=answers)
+        for text in spec.codes:
+            key = parse_code(text, where)
+            if key in codes and codes[key] != spec.id:
+                raise errors.MappingError(
+                    f"{where}: code {text!r} already means concept {codes[key]!r}; "
+                    "one code can mean only one concept"
+                )
+            codes[key] = spec.id
+            sources[key] = "central"
+
+    unit_spellings: dict[str, str] = {}
+    ignored: dict[tuple[str, str], str] = {}
+    if site is not None:
+        site_path = mapping_dir / SITES_DIR / f"{site}.toml"
+        if site_path.exists():
+            site_text, site_raw = _read_toml(site_path)
+            override = _validate(SiteOverrideFile, site_raw, site_path, site_text)
+            digest.update(b"\0site\0" + site_text.encode())
+            for text, concept_id in override.codes.items():
+                where = f"{site_path} [codes] {text!r}"
+                if concept_id not in concepts:
+                    raise errors.MappingError(
+                        f"{where}: unknown concept {concept_id!r}; known: {', '.join(sorted(concepts))}"
+                    )
+                key = parse_code(text, where)
+                if key in codes and codes[key] != concept_id:
+                    raise errors.MappingError(
+                        f"{where}: conflicts with concepts.toml, which maps this code to "
+                        f"{codes[key]!r}; one code can mean only one concept"
+                    )
+                codes[key] = concept_id
+                sources[key] = "site"
+            for spelling, ucum in override.units.items():
+                if not units.is_known(ucum):
+                    raise errors.MappingError(
+                        f"{site_path} [units] {spelling!r}: {ucum!r} is not a UCUM unit the adapter reads"
+                    )
+                unit_spellings[spelling.strip()] = ucum
+            for text, reason in override.ignored_codes.items():
+                key = parse_code(text, f"{site_path} [ignored_codes] {text!r}")
+                if key in codes:
+                    raise errors.MappingError(
+                        f"{site_path} [ignored_codes] {text!r}: this code maps to {codes[key]!r}; "
+                        "a code cannot be both mapped and ignored"
+                    )
+                ignored[key] = reason
+
+    return Catalog(
+        study=central.catalog.get("study", "unknown"),
+        site=site,
+        version=digest.hexdigest()[:12],
+        concepts=concepts,
+        codes=codes,
+        system_aliases=aliases,
+        unit_spellings=unit_spellings,
+        ignored_codes=ignored,
+        code_sources=sources,
+    )
+
+
+def _read_toml(path: Path) -> tuple[str, dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise errors.MappingError(f"{path}: cannot read mapping file ({exc.strerror or exc})") from exc
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise errors.MappingError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _validate(model: type[M], raw: dict[str, Any], path: Path, text: str) -> M:
+    try:
+        return model.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = err["loc"]
+            where = ".".join(str(p) for p in loc)
+            if len(loc) >= 2 and loc[0] == "concepts" and isinstance(loc[1], int):
+                where = f"line {_concept_line(text, loc[1])} concepts[{loc[1]}]." + ".".join(
+                    str(p) for p in loc[2:]
+                )
+            problems.append(f"  - {where}: {err['msg'].removeprefix('Value error, ')}")
+        raise errors.MappingError(f"{path}: invalid mapping file\n" + "\n".join(problems)) from None
+
+
+def _concept_line(text: str, index: int) -> int:
+    """Line number of the index-th ``[[concepts]]`` header, for error messages."""
+    count = -1
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip() == "[[concepts]]":
+            count += 1
+            if count == index:
+                return number
+    return 0

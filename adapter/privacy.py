@@ -1,0 +1,82 @@
+"""Pseudonymization: what may leave the site, and in what form.
+
+Only trial subject ids, normalized values and dates leave the site; source
+references (``Observation/123``) leave only as keyed hashes (HMAC-SHA256 with
+a site secret), so the trial team can tell two pieces of evidence apart and
+ask the site about one, but cannot look anything up in the site's EHR
+(DESIGN.md §5).  The secret comes from a file or an environment variable,
+never from the config file itself, and is never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+from pathlib import Path
+from typing import Any
+
+from adapter import errors
+from adapter.config import PrivacyConfig
+
+MIN_SECRET_BYTES = 16
+
+
+def load_secret(privacy: PrivacyConfig) -> bytes:
+    """The site's HMAC secret from the configured file or environment variable."""
+    if privacy.hmac_key_env:
+        value = os.environ.get(privacy.hmac_key_env, "")
+        if len(value.encode()) < MIN_SECRET_BYTES:
+            raise errors.ConfigError(
+                f"privacy.hmac_key_env: environment variable {privacy.hmac_key_env} is unset or shorter "
+                f"than {MIN_SECRET_BYTES} bytes; set it to a long random string"
+            )
+        return value.encode()
+    if privacy.hmac_key_file is not None:
+        path = privacy.hmac_key_file
+        try:
+            data = path.read_bytes().strip()
+        except OSError as exc:
+            raise errors.ConfigError(
+                f"privacy.hmac_key_file: cannot read {path} ({exc.strerror or exc}); create it with "
+                "`trial-adapter keygen PATH`"
+            ) from exc
+        if len(data) < MIN_SECRET_BYTES:
+            raise errors.ConfigError(
+                f"privacy.hmac_key_file: {path} holds fewer than {MIN_SECRET_BYTES} bytes; "
+                "create a new one with `trial-adapter keygen PATH`"
+            )
+        return data
+    raise errors.ConfigError(
+        "[privacy]: set hmac_key_file (a file made by `trial-adapter keygen PATH`) or hmac_key_env; "
+        "the site secret keys the hashes of source references"
+    )
+
+
+def write_secret(path: Path) -> None:
+    """Create a new random secret file readable only by its owner."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_hex(32) + "\n")
+
+
+def hash_ref(secret: bytes, site: str, ref: str) -> str:
+    """A keyed, stable, non-reversible stand-in for a source reference."""
+    digest = hmac.new(secret, f"{site}|{ref}".encode(), hashlib.sha256).hexdigest()
+    return f"src-{digest[:24]}"
+
+
+def pseudonymize_record(record: dict[str, Any], secret: bytes, site: str) -> dict[str, Any]:
+    """A record's JSON with every evidence reference replaced by its keyed hash."""
+    out = dict(record)
+    out["evidence"] = [hash_ref(secret, site, ref) for ref in record.get("evidence", ())]
+    if "criteria" in record:
+        out["criteria"] = [
+            {**criterion, "evidence": [hash_ref(secret, site, ref) for ref in criterion.get("evidence", ())]}
+            for criterion in record["criteria"]
+        ]
+    out["site"] = site
+    return out

@@ -1,0 +1,173 @@
+"""The adapter's state, as SQLAlchemy 2 tables.
+
+The store is what makes a sync resumable and idempotent: it remembers which
+source resource versions were already mapped, the facts and issues they
+yielded, the current protocol records (with a content hash, so an unchanged
+record is never re-sent) and the outbox of deliveries still owed to the trial
+repository.  Raw source resources stay here, on the site, so a mapping fix can
+re-map them without re-fetching; nothing in this database leaves the site.
+
+Schema changes go through alembic migrations (``adapter/store/migrations``),
+never ``create_all``, so a site upgrading in place keeps its state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: DateTime(timezone=True),
+        dict: JSON,
+        list: JSON,
+    }
+
+
+class SourceResource(Base):
+    """One source resource, at the version last mapped."""
+
+    __tablename__ = "source_resources"
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[str] = mapped_column(String(80))
+    patient_ref: Mapped[str | None] = mapped_column(String(200))
+    raw: Mapped[str] = mapped_column(Text)
+    catalog_version: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))  # mapped | issue | ignored | deleted
+    last_seen_run: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PatientLink(Base):
+    """Site patient resource -> trial subject id (None: not on the roster).
+
+    Only the resource reference is kept, never the MRN or the name: the
+    roster file is the one place identities meet (DESIGN.md §5).
+    """
+
+    __tablename__ = "patient_links"
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_ref: Mapped[str] = mapped_column(String(200), primary_key=True)
+    subject_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class FactRow(Base):
+    __tablename__ = "facts"
+    __table_args__ = (
+        Index("ix_facts_subject", "site", "subject_id"),
+        Index("ix_facts_source", "site", "source_ref"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    source_ref: Mapped[str] = mapped_column(String(200))
+    concept: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+
+
+class IssueRow(Base):
+    """A typed mapping issue with its lifecycle (open / resolved / ignored)."""
+
+    __tablename__ = "issues"
+    __table_args__ = (Index("ix_issues_site_status", "site", "status"),)
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(40))
+    scope: Mapped[str] = mapped_column(String(300))
+    subject_id: Mapped[str | None] = mapped_column(String(64))
+    concept: Mapped[str | None] = mapped_column(String(64))
+    code: Mapped[str | None] = mapped_column(String(300))
+    unit: Mapped[str | None] = mapped_column(String(64))
+    value: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    reason: Mapped[str | None] = mapped_column(Text)
+    first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class IssueSource(Base):
+    """Which source (resource or derivation) currently raises which issue.
+
+    An issue whose last source stops raising it resolves itself: that is how a
+    mapping fix closes the issues it fixes (DESIGN.md §3).
+    """
+
+    __tablename__ = "issue_sources"
+
+    issue_key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class RecordRow(Base):
+    """The current protocol record as last derived, with its content hash."""
+
+    __tablename__ = "records"
+    __table_args__ = (Index("ix_records_subject", "site", "subject_id"),)
+
+    record_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    record_type: Mapped[str] = mapped_column(String(40))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    retracted: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class OutboxItem(Base):
+    """A delivery owed to the trial repository; never deleted, only marked delivered."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "delivered_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    record_id: Mapped[str] = mapped_column(String(64))
+    record_type: Mapped[str] = mapped_column(String(40))
+    operation: Mapped[str] = mapped_column(String(16))  # upsert | retract
+    payload: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class SyncRun(Base):
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+    outcome: Mapped[str] = mapped_column(String(16), default="running")
+    counts: Mapped[dict] = mapped_column(default=dict)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(60))
+    target: Mapped[str] = mapped_column(String(400))
+    detail: Mapped[dict] = mapped_column(default=dict)

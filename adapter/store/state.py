@@ -1,0 +1,245 @@
+"""Reading and writing the adapter's state: the few operations the sync needs.
+
+Each function does one bookkeeping step inside the caller's transaction; the
+caller commits.  Keeping them here (not in sync.py) keeps SQL out of the
+pipeline logic and gives the console and CLI the same operations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from adapter.mapping.facts import Fact
+from adapter.mapping.issues import IssueKind, MappingIssue
+from adapter.store import models
+from adapter.store.models import utcnow
+
+
+def canonical_json(data: Any) -> bytes:
+    """Deterministic JSON bytes: the basis of every content hash."""
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+
+
+def content_hash(data: Any) -> str:
+    return hashlib.sha256(canonical_json(data)).hexdigest()
+
+
+# ----------------------------------------------------------------- facts
+
+
+def replace_facts(session: Session, site: str, source_ref: str, facts: Sequence[Fact]) -> set[str]:
+    """Swap the facts of one source resource; return the subjects touched."""
+    touched = set(
+        session.scalars(
+            sa.select(models.FactRow.subject_id).where(
+                models.FactRow.site == site, models.FactRow.source_ref == source_ref
+            )
+        )
+    )
+    session.execute(
+        sa.delete(models.FactRow).where(models.FactRow.site == site, models.FactRow.source_ref == source_ref)
+    )
+    for fact in facts:
+        session.add(
+            models.FactRow(
+                site=site,
+                subject_id=fact.subject_id,
+                source_ref=source_ref,
+                concept=fact.concept,
+                payload=fact.model_dump_json(),
+            )
+        )
+        touched.add(fact.subject_id)
+    return touched
+
+
+def subject_facts(session: Session, site: str, subject_id: str) -> list[Fact]:
+    rows = session.scalars(
+        sa.select(models.FactRow.payload)
+        .where(models.FactRow.site == site, models.FactRow.subject_id == subject_id)
+        .order_by(models.FactRow.id)
+    )
+    return [Fact.model_validate_json(row) for row in rows]
+
+
+# ----------------------------------------------------------------- issues
+
+
+def replace_issues(session: Session, site: str, source: str, issues: Iterable[MappingIssue]) -> None:
+    """Record that ``source`` now raises exactly ``issues`` (and no others).
+
+    An issue already known keeps its status unless it was resolved, in which
+    case it reopens: the problem is back.  An ignored issue stays ignored.
+    """
+    session.execute(
+        sa.delete(models.IssueSource).where(
+            models.IssueSource.site == site, models.IssueSource.source == source
+        )
+    )
+    now = utcnow()
+    for issue in {i.key: i for i in issues}.values():
+        row = session.get(models.IssueRow, issue.key)
+        if row is None:
+            row = models.IssueRow(
+                key=issue.key,
+                site=site,
+                kind=issue.kind.value,
+                scope=issue.scope,
+                first_seen=now,
+                status="open",
+            )
+            session.add(row)
+        elif row.status == "resolved":
+            row.status, row.resolved_at = "open", None
+        row.subject_id = issue.subject_id
+        row.concept = issue.concept
+        row.code = issue.code
+        row.unit = issue.unit
+        row.value = issue.value
+        row.detail = issue.detail
+        row.last_seen = now
+        session.merge(models.IssueSource(issue_key=issue.key, site=site, source=source))
+
+
+def resolve_orphaned_issues(session: Session, site: str) -> int:
+    """Resolve open issues that no source raises any more (a fix took effect)."""
+    raised = sa.select(models.IssueSource.issue_key).where(models.IssueSource.site == site)
+    result = session.execute(
+        sa.update(models.IssueRow)
+        .where(
+            models.IssueRow.site == site,
+            models.IssueRow.status == "open",
+            models.IssueRow.kind != IssueKind.DELIVERY_FAILED.value,
+            models.IssueRow.key.not_in(raised),
+        )
+        .values(status="resolved", resolved_at=utcnow())
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def open_issue_counts(session: Session, site: str | None = None) -> dict[str, int]:
+    query = sa.select(models.IssueRow.kind, sa.func.count()).where(models.IssueRow.status == "open")
+    if site is not None:
+        query = query.where(models.IssueRow.site == site)
+    return {kind: count for kind, count in session.execute(query.group_by(models.IssueRow.kind))}
+
+
+# ----------------------------------------------------------------- records and outbox
+
+
+def reconcile_records(
+    session: Session,
+    site: str,
+    subject_id: str,
+    payloads: dict[str, dict[str, Any]],
+) -> tuple[int, int]:
+    """Make the stored records of one subject equal ``payloads``; enqueue the changes.
+
+    ``payloads`` maps record id to the outgoing (pseudonymized) JSON.  A new or
+    changed record (by content hash) enqueues an upsert; a stored record that
+    no longer derives enqueues a retraction.  Unchanged records enqueue
+    nothing, which is what makes re-running a sync send nothing twice.
+    Returns (upserts, retractions).
+    """
+    stored = {
+        row.record_id: row
+        for row in session.scalars(
+            sa.select(models.RecordRow).where(
+                models.RecordRow.site == site, models.RecordRow.subject_id == subject_id
+            )
+        )
+    }
+    upserts = retractions = 0
+    now = utcnow()
+    for record_id in sorted(payloads):
+        payload = payloads[record_id]
+        digest = content_hash(payload)
+        row = stored.get(record_id)
+        if row is not None and not row.retracted and row.content_hash == digest:
+            continue
+        if row is None:
+            row = models.RecordRow(record_id=record_id, site=site, subject_id=subject_id)
+            session.add(row)
+        row.record_type = payload["record_type"]
+        row.content_hash = digest
+        row.payload = canonical_json(payload).decode()
+        row.retracted = False
+        row.updated_at = now
+        _enqueue(session, site, subject_id, record_id, row.record_type, "upsert", payload, digest)
+        upserts += 1
+    for record_id, row in sorted(stored.items()):
+        if record_id in payloads or row.retracted:
+            continue
+        row.retracted = True
+        row.updated_at = now
+        tombstone = {
+            "record_id": record_id,
+            "record_type": row.record_type,
+            "subject_id": subject_id,
+            "site": site,
+        }
+        _enqueue(
+            session,
+            site,
+            subject_id,
+            record_id,
+            row.record_type,
+            "retract",
+            tombstone,
+            content_hash(tombstone),
+        )
+        retractions += 1
+    return upserts, retractions
+
+
+def _enqueue(
+    session: Session,
+    site: str,
+    subject_id: str,
+    record_id: str,
+    record_type: str,
+    operation: str,
+    payload: dict[str, Any],
+    digest: str,
+) -> None:
+    session.add(
+        models.OutboxItem(
+            site=site,
+            subject_id=subject_id,
+            record_id=record_id,
+            record_type=record_type,
+            operation=operation,
+            payload=canonical_json(payload).decode(),
+            content_hash=digest,
+        )
+    )
+
+
+def record_counts(session: Session, site: str | None = None) -> dict[str, int]:
+    query = sa.select(models.RecordRow.record_type, sa.func.count()).where(
+        models.RecordRow.retracted.is_(False)
+    )
+    if site is not None:
+        query = query.where(models.RecordRow.site == site)
+    return {kind: count for kind, count in session.execute(query.group_by(models.RecordRow.record_type))}
+
+
+def outbox_backlog(session: Session) -> tuple[int, dt.datetime | None]:
+    """(pending items, creation time of the oldest)."""
+    row = session.execute(
+        sa.select(sa.func.count(), sa.func.min(models.OutboxItem.created_at)).where(
+            models.OutboxItem.delivered_at.is_(None)
+        )
+    ).one()
+    return int(row[0]), row[1]
+
+
+def audit(session: Session, actor: str, action: str, target: str, **detail: Any) -> None:
+    session.add(models.AuditEntry(actor=actor, action=action, target=target, detail=detail))

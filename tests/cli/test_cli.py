@@ -1,0 +1,100 @@
+"""The command line, called in-process the way a site IT team would use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from adapter import errors
+from adapter.cli import main
+
+from conftest import TEST_SECRET
+
+runner = CliRunner()
+
+
+def test_help_teaches_first_steps() -> None:
+    result = runner.invoke(main.app, ["--help"])
+    assert result.exit_code == 0
+    for fragment in ("trial-adapter demo", "check", "Exit codes"):
+        assert fragment in result.output
+
+
+def test_demo_prints_summary_and_writes_records(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    workdir.mkdir()
+    (workdir / "site-secret.key").write_text(TEST_SECRET)
+    result = runner.invoke(main.app, ["demo", "--workdir", str(workdir), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "TreatmentCycle" in result.output and "unknown_code" in result.output
+    assert (workdir / "repository" / "Transplant.ndjson").stat().st_size > 0
+    again = runner.invoke(main.app, ["demo", "--workdir", str(workdir), "--quiet"])
+    assert "Delivered 0 change(s)" in again.output
+
+
+def test_sync_check_and_issues_on_a_config_file(tmp_path: Path) -> None:
+    from adapter import paths
+
+    data = paths.demo_data_dir() / "demo-east"
+    (tmp_path / "site.key").write_text(TEST_SECRET)
+    config = tmp_path / "trial-adapter.toml"
+    config.write_text(
+        f"""
+[store]
+url = "sqlite:///state.db"
+[privacy]
+hmac_key_file = "site.key"
+[[sites]]
+id = "demo-east"
+timezone = "Asia/Shanghai"
+roster = "{data / "roster.csv"}"
+[sites.source]
+kind = "ndjson"
+path = "{data}"
+[repository]
+kind = "file"
+path = "repo"
+"""
+    )
+    assert runner.invoke(main.app, ["check", "-c", str(config)]).exit_code == 0
+    result = runner.invoke(main.app, ["sync", "-c", str(config), "--once", "-q", "--fail-on-issues"])
+    assert result.exit_code == errors.EXIT_ISSUES_OPEN, result.output
+    listed = runner.invoke(main.app, ["issues", "list", "-c", str(config), "--kind", "unknown_code"])
+    assert "0099" in listed.output
+    key = "demo-east|unknown_code|code:http://hospital-east.example/fhir/lis|0099"
+    shown = runner.invoke(main.app, ["issues", "show", key, "-c", str(config)])
+    assert "raised by" in shown.output and "Observation/" in shown.output
+    ignored = runner.invoke(
+        main.app, ["issues", "ignore", key, "-c", str(config), "--reason", "sodium: not needed"]
+    )
+    assert ignored.exit_code == 0
+    listed = runner.invoke(main.app, ["issues", "list", "-c", str(config), "--kind", "unknown_code"])
+    assert "0099" not in listed.output
+    missing = runner.invoke(main.app, ["issues", "show", "nope", "-c", str(config)])
+    assert missing.exit_code == 1 and "no issue with key" in missing.output
+
+
+def test_check_reports_a_missing_source_folder(tmp_path: Path) -> None:
+    (tmp_path / "site.key").write_text(TEST_SECRET)
+    (tmp_path / "roster.csv").write_text("identifier_system,identifier_value,subject_id,enrolment_date\n")
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[privacy]\nhmac_key_file = "site.key"\n[[sites]]\nid = "x"\ntimezone = "UTC"\n'
+        'roster = "roster.csv"\n'
+        '[sites.source]\nkind = "ndjson"\npath = "missing"\n[repository]\nkind = "file"\npath = "repo"\n'
+    )
+    result = runner.invoke(main.app, ["check", "-c", str(config)])
+    assert result.exit_code == errors.EXIT_SOURCE
+    assert "does not exist" in result.output
+
+
+def test_keygen_refuses_to_overwrite(tmp_path: Path) -> None:
+    key = tmp_path / "k"
+    assert runner.invoke(main.app, ["keygen", str(key)]).exit_code == 0
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert runner.invoke(main.app, ["keygen", str(key)]).exit_code == errors.EXIT_CONFIG
+
+
+def test_main_returns_exit_code() -> None:
+    assert main.main(["--version"]) == 0

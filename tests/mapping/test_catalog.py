@@ -1,0 +1,90 @@
+"""The catalog loads, merges site overrides, and refuses what would mis-map."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from adapter import errors, paths
+from adapter.mapping import catalog
+
+LOINC = "http://loinc.org"
+
+
+@pytest.fixture
+def mapping_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "mappings"
+    shutil.copytree(paths.default_mappings_dir(), target)
+    return target
+
+
+def test_central_catalog_has_every_protocol_concept() -> None:
+    cat = catalog.load_catalog(paths.default_mappings_dir())
+    assert set(cat.concepts) >= {
+        "lvef", "creatinine", "alt", "ast", "bilirubin_total", "spo2", "oxygen_flow", "fio2", "ecog",
+        "dyspnea_grade", "wbc", "platelets", "mrd_flow", "mrd_ngs", "blinatumomab", "mobilization",
+        "apheresis", "auto_hsct", "echocardiogram",
+    }  # fmt: skip
+    concept = cat.concept_for(LOINC, "2160-0")
+    assert concept is not None and concept.id == "creatinine"
+    assert cat.concept_for("urn:oid:2.16.840.1.113883.6.1", "1742-6").id == "alt"  # type: ignore[union-attr]
+    assert cat.concept_for(LOINC, "20564-1") is None  # blood-gas SaO2 is not pulse oximetry
+
+
+def test_site_override_adds_local_codes_and_changes_the_version() -> None:
+    central = catalog.load_catalog(paths.default_mappings_dir())
+    east = catalog.load_catalog(paths.default_mappings_dir(), "demo-east")
+    assert central.concept_for("http://hospital-east.example/fhir/lis", "0045") is None
+    assert east.concept_for("http://hospital-east.example/fhir/lis", "0045").id == "creatinine"  # type: ignore[union-attr]
+    assert central.version != east.version
+    assert catalog.load_catalog(paths.default_mappings_dir(), "no-such-site").version == central.version
+
+
+def test_conflicting_override_is_a_load_error(mapping_dir: Path) -> None:
+    (mapping_dir / "sites" / "x.toml").write_text('[codes]\n"http://loinc.org|2160-0" = "alt"\n')
+    with pytest.raises(errors.MappingError, match=r"conflicts with concepts\.toml.*'creatinine'"):
+        catalog.load_catalog(mapping_dir, "x")
+
+
+def test_override_naming_unknown_concept_lists_known_ones(mapping_dir: Path) -> None:
+    (mapping_dir / "sites" / "x.toml").write_text('[codes]\n"local|1" = "creatinin"\n')
+    with pytest.raises(errors.MappingError, match=r"unknown concept 'creatinin'; known: .*creatinine"):
+        catalog.load_catalog(mapping_dir, "x")
+
+
+def test_same_code_for_two_central_concepts_names_the_line(mapping_dir: Path) -> None:
+    path = mapping_dir / "concepts.toml"
+    text = path.read_text().replace('codes = ["loinc|1920-8"', 'codes = ["loinc|1742-6", "loinc|1920-8"')
+    path.write_text(text)
+    with pytest.raises(errors.MappingError, match=r"concepts.toml line \d+ \(concept 'ast'\).*already means"):
+        catalog.load_catalog(mapping_dir)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('plausible = [0.05, 30]', 'plausible = [30, 0.05]', "low <= high"),
+        ('kind = "lab"', 'kind = "labb"', "kind"),
+        ('unit = "mg/dL"\naccepted_units = ["mg/dL", "mg/L", "umol/L", "mmol/L"]',
+         'unit = "mg/dL"\naccepted_units = ["mg/dL", "bananas"]', "not a known UCUM unit"),
+        ('"loinc|2160-0"', '"2160-0"', 'must be written "system|code"'),
+        ("[catalog]", "[catalogue]", "catalog"),
+    ],
+)  # fmt: skip
+def test_bad_catalog_names_file_and_reason(mapping_dir: Path, old: str, new: str, message: str) -> None:
+    path = mapping_dir / "concepts.toml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(errors.MappingError) as caught:
+        catalog.load_catalog(mapping_dir)
+    assert str(path) in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_ignored_code_cannot_also_be_mapped(mapping_dir: Path) -> None:
+    (mapping_dir / "sites" / "x.toml").write_text('[ignored_codes]\n"http://loinc.org|2160-0" = "no"\n')
+    with pytest.raises(errors.MappingError, match="both mapped and ignored"):
+        catalog.load_catalog(mapping_dir, "x")
