@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from adapter import config as config_mod
 from adapter import delivery
-from adapter.fhir import ndjson
+from adapter.fhir import factory as source_factory
 from adapter.sinks import factory
 from adapter.store import db
 from adapter.sync import Progress, SiteSetup, SyncSummary, sync_site
@@ -25,7 +25,7 @@ class JobResult:
 
 def expected_lines(sites: Sequence[config_mod.SiteConfig]) -> int:
     """Source lines to read, for a progress bar."""
-    return sum(ndjson.count_lines(site.source.path) for site in sites)
+    return sum(source_factory.make_source(site).expected_total() or 0 for site in sites)
 
 
 def run_once(

@@ -11,11 +11,12 @@ mapping fix flows into the records without re-fetching.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 import zoneinfo
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
 from adapter import errors, privacy, roster
+from adapter.fhir import factory as source_factory
 from adapter.fhir import ndjson
+from adapter.fhir.source import Source
 from adapter.mapping import catalog as catalog_mod
 from adapter.mapping import engine
 from adapter.mapping.issues import IssueKind, MappingIssue
@@ -37,7 +40,7 @@ from adapter.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 500
+OVERLAP = dt.timedelta(minutes=5)  # clock skew and late commits at the server (DESIGN.md §2)
 MAPPED_TYPES = ("Observation", "MedicationAdministration", "Procedure")
 
 Progress = Callable[[int], None]
@@ -101,10 +104,16 @@ def sync_site(
     *,
     full: bool = False,
     progress: Progress | None = None,
+    source: Source | None = None,
 ) -> SyncSummary:
-    """Run one pass for one site; return its summary."""
+    """Run one pass for one site; return its summary.
+
+    ``full`` ignores watermarks and re-maps every resource, even unchanged
+    ones; ``source`` defaults to the one the site's config names.
+    """
     started = time.monotonic()
     site = setup.site
+    source = source or source_factory.make_source(site)
     summary = SyncSummary(site=site.id)
     with sessions.begin() as session:
         run = models.SyncRun(site=site.id)
@@ -114,7 +123,7 @@ def sync_site(
     log.info("sync started", extra={"site": site.id, "run_id": summary.run_id})
     outcome = "failed"
     try:
-        subjects = _link_patients(setup, sessions, summary, progress)
+        subjects = _link_patients(setup, source, sessions, summary, progress)
         ctx = engine.SiteContext(
             site=site.id,
             timezone=zoneinfo.ZoneInfo(site.timezone),
@@ -123,8 +132,11 @@ def sync_site(
         )
         touched: set[str] = set()
         for resource_type in MAPPED_TYPES:
-            touched |= _ingest(setup, sessions, ctx, resource_type, summary, full, progress)
-        touched |= _retire_vanished(setup, sessions, summary)
+            touched |= _ingest(
+                source, sessions, ctx, resource_type, sorted(subjects), summary, full, progress
+            )
+        if source.complete_listing:
+            touched |= _retire_vanished(setup, sessions, summary)
         if full:
             touched |= set(setup.roster.subject_ids)
         _derive(setup, sessions, touched, summary)
@@ -150,7 +162,11 @@ def sync_site(
 
 
 def _link_patients(
-    setup: SiteSetup, sessions: sessionmaker[Session], summary: SyncSummary, progress: Progress | None
+    setup: SiteSetup,
+    source: Source,
+    sessions: sessionmaker[Session],
+    summary: SyncSummary,
+    progress: Progress | None,
 ) -> dict[str, str]:
     """Match the site's Patient resources to the roster by identifier.
 
@@ -159,7 +175,7 @@ def _link_patients(
     """
     site_id = setup.site.id
     with sessions.begin() as session:
-        for line in ndjson.read_resources(setup.site.source.path, "Patient"):
+        for line in source.patients():
             summary.resources_read += 1
             if progress:
                 progress(1)
@@ -180,40 +196,64 @@ def _link_patients(
 # ----------------------------------------------------------------- ingest
 
 
-def _pages(lines: Iterator[ndjson.SourceLine | ndjson.BadLine]) -> Iterator[list[Any]]:
-    page: list[Any] = []
-    for line in lines:
-        page.append(line)
-        if len(page) >= PAGE_SIZE:
-            yield page
-            page = []
-    if page:
-        yield page
-
-
 def _ingest(
-    setup: SiteSetup,
+    source: Source,
     sessions: sessionmaker[Session],
     ctx: engine.SiteContext,
     resource_type: str,
+    patient_refs: list[str],
     summary: SyncSummary,
     full: bool,
     progress: Progress | None,
 ) -> set[str]:
-    """Map every new or changed resource of one type, one committed page at a time."""
+    """Map every new or changed resource of one type, one committed page at a time.
+
+    The page's results and its cursor commit together; the watermark moves
+    only when the last page is in, so a crash resumes from the last page and
+    never skips what the interrupted pass had not reached.
+    """
     touched: set[str] = set()
     model = get_fhir_model_class(resource_type)
-    for page in _pages(ndjson.read_resources(setup.site.source.path, resource_type)):
+    with sessions.begin() as session:
+        cursor = _cursor(session, ctx.site, resource_type)
+        since = None if full or cursor.watermark is None else _aware(cursor.watermark) - OVERLAP
+        resume = None if full else cursor.resume
+    watermark: dt.datetime | None = None
+    pages = source.pages(resource_type, patient_refs=patient_refs, since=since, resume=resume)
+    for page in pages:
+        watermark = watermark or page.watermark
         with sessions.begin() as session:
-            for line in page:
+            for line in page.lines:
                 summary.resources_read += 1
                 if isinstance(line, ndjson.BadLine):
                     _bad_line(session, ctx.site, line, summary)
                     continue
                 touched |= _ingest_one(session, ctx, model, line.resource, summary, full)
+            cursor = _cursor(session, ctx.site, resource_type)
+            cursor.resume = page.cursor
+            cursor.updated_at = utcnow()
         if progress:
-            progress(len(page))
+            progress(len(page.lines))
+    with sessions.begin() as session:
+        cursor = _cursor(session, ctx.site, resource_type)
+        cursor.resume = None
+        if watermark is not None:
+            cursor.watermark = watermark
+        cursor.updated_at = utcnow()
     return touched
+
+
+def _cursor(session: Session, site: str, resource_type: str) -> models.SyncCursor:
+    cursor = session.get(models.SyncCursor, (site, resource_type))
+    if cursor is None:
+        cursor = models.SyncCursor(site=site, resource_type=resource_type)
+        session.add(cursor)
+    return cursor
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive datetimes for timezone-aware columns: they are UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def _ingest_one(

@@ -85,3 +85,35 @@ def count_lines(folder: Path, resource_types: tuple[str, ...] = RESOURCE_ORDER) 
             with path.open("rb") as handle:
                 total += sum(1 for line in handle if line.strip())
     return total
+
+
+class NdjsonFolderSource:
+    """A folder snapshot: every pass reads everything (dedupe makes it cheap).
+
+    ``since`` and ``resume`` are ignored: the folder has no change index, and
+    skipping lines would make unseen resources look deleted.
+    """
+
+    complete_listing = True
+
+    def __init__(self, folder: Path, page_size: int = 500) -> None:
+        self.folder = folder
+        self.page_size = page_size
+
+    def patients(self) -> Iterator[SourceLine | BadLine]:
+        return read_resources(self.folder, "Patient")
+
+    def pages(self, resource_type: str, **_ignored: object) -> Iterator[Any]:
+        from adapter.fhir.source import Page
+
+        page: list[SourceLine | BadLine] = []
+        for line in read_resources(self.folder, resource_type):
+            page.append(line)
+            if len(page) >= self.page_size:
+                yield Page(lines=page)
+                page = []
+        if page:
+            yield Page(lines=page)
+
+    def expected_total(self) -> int | None:
+        return count_lines(self.folder)

@@ -171,3 +171,19 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(60))
     target: Mapped[str] = mapped_column(String(400))
     detail: Mapped[dict] = mapped_column(default=dict)
+
+
+class SyncCursor(Base):
+    """Per (site, resource type): the incremental watermark and the resume point.
+
+    ``watermark`` advances only after every page of a pass is committed;
+    ``resume`` is the cursor of the last committed page of an unfinished pass.
+    """
+
+    __tablename__ = "sync_cursors"
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    watermark: Mapped[dt.datetime | None] = mapped_column()
+    resume: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,55 @@
+"""The one interface every site data source implements.
+
+The sync asks a source for the site's patients, then for pages of each
+resource type.  A page is the unit of commit: the sync stores a page's
+results and the page's ``cursor`` in one transaction, so after a crash it
+resumes from the last committed page (DESIGN.md §2).  ``watermark`` is the
+time the source vouches for: once every page of a resource type is
+committed, the sync stores it, and the next incremental pass asks only for
+resources changed after it (minus an overlap for clock skew).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from adapter.fhir.ndjson import BadLine, SourceLine
+
+__all__ = ["BadLine", "Page", "Source", "SourceLine"]
+
+
+@dataclass(frozen=True)
+class Page:
+    lines: list[SourceLine | BadLine] = field(default_factory=list)
+    cursor: str | None = None  # opaque: where to resume after this page
+    watermark: dt.datetime | None = None
+
+
+class Source(Protocol):
+    """A site's FHIR data, page by page."""
+
+    # True when one pass lists every resource the site has (a snapshot): a
+    # resource missing from a complete pass was deleted at the site.
+    complete_listing: bool
+
+    def patients(self) -> Iterator[SourceLine | BadLine]:
+        """The site's Patient resources that may be on the roster."""
+        ...
+
+    def pages(
+        self,
+        resource_type: str,
+        *,
+        patient_refs: Sequence[str],
+        since: dt.datetime | None,
+        resume: str | None,
+    ) -> Iterator[Page]:
+        """Pages of ``resource_type`` for these patients, changed after ``since``."""
+        ...
+
+    def expected_total(self) -> int | None:
+        """How many resources a pass will read, when cheap to know (progress bars)."""
+        ...
