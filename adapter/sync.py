@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pydantic
 import sqlalchemy as sa
 from fhir.resources.R4B import get_fhir_model_class
@@ -40,6 +41,7 @@ from adapter.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
+REMAP_PAGE = 500
 OVERLAP = dt.timedelta(minutes=5)  # clock skew and late commits at the server (DESIGN.md §2)
 MAPPED_TYPES = ("Observation", "MedicationAdministration", "Procedure")
 
@@ -98,6 +100,13 @@ class SiteSetup:
         )
 
 
+class SyncStopped(Exception):
+    """Raised between pages when the service asked the pass to stop."""
+
+
+StopCheck = Callable[[], bool]
+
+
 def sync_site(
     setup: SiteSetup,
     sessions: sessionmaker[Session],
@@ -105,15 +114,20 @@ def sync_site(
     full: bool = False,
     progress: Progress | None = None,
     source: Source | None = None,
+    should_stop: StopCheck | None = None,
 ) -> SyncSummary:
     """Run one pass for one site; return its summary.
 
     ``full`` ignores watermarks and re-maps every resource, even unchanged
     ones; ``source`` defaults to the one the site's config names.
+    ``should_stop`` is polled between pages (SIGTERM in the service): the
+    pass then ends after the current page with outcome ``stopped``; what was
+    committed stays, and the next pass resumes from there.
     """
     started = time.monotonic()
     site = setup.site
     source = source or source_factory.make_source(site)
+    stop = should_stop or (lambda: False)
     summary = SyncSummary(site=site.id)
     with sessions.begin() as session:
         run = models.SyncRun(site=site.id)
@@ -123,39 +137,91 @@ def sync_site(
     log.info("sync started", extra={"site": site.id, "run_id": summary.run_id})
     outcome = "failed"
     try:
-        subjects = _link_patients(setup, source, sessions, summary, progress)
+        subjects, relinked = _link_patients(setup, source, sessions, summary, progress)
         ctx = engine.SiteContext(
             site=site.id,
             timezone=zoneinfo.ZoneInfo(site.timezone),
             catalog=setup.catalog,
             subjects=subjects,
         )
-        touched: set[str] = set()
+        _remap_stored(sessions, ctx, summary, relinked, everything=False, should_stop=stop)
         for resource_type in MAPPED_TYPES:
-            touched |= _ingest(
-                source, sessions, ctx, resource_type, sorted(subjects), summary, full, progress
-            )
+            _ingest(source, sessions, ctx, resource_type, sorted(subjects), summary, full, progress, stop)
         if source.complete_listing:
-            touched |= _retire_vanished(setup, sessions, summary)
+            _retire_vanished(setup, sessions, summary)
         if full:
-            touched |= set(setup.roster.subject_ids)
-        _derive(setup, sessions, touched, summary)
-        with sessions.begin() as session:
-            summary.issues_resolved = state.resolve_orphaned_issues(session, site.id)
+            with sessions.begin() as session:
+                state.mark_dirty(session, site.id, setup.roster.subject_ids)
+        derive_dirty(setup, sessions, summary, stop)
+        outcome = "ok"
+    except SyncStopped:
+        outcome = "stopped"
+    finally:
+        _finish_run(sessions, summary, outcome, started)
+    return summary
+
+
+def remap_site(
+    setup: SiteSetup,
+    sessions: sessionmaker[Session],
+    *,
+    everything: bool = False,
+) -> SyncSummary:
+    """Re-map the stored source resources of a site without fetching anything.
+
+    After a catalog or site-override change (a data manager's fix), every
+    stored resource mapped with another catalog version is mapped again and
+    its subjects re-derived; the issues the fix resolves close themselves.
+    ``everything`` re-maps all stored resources regardless of version.
+    """
+    started = time.monotonic()
+    summary = SyncSummary(site=setup.site.id)
+    with sessions.begin() as session:
+        run = models.SyncRun(site=setup.site.id)
+        session.add(run)
+        session.flush()
+        summary.run_id = run.id
+        links = session.execute(
+            sa.select(models.PatientLink.patient_ref, models.PatientLink.subject_id).where(
+                models.PatientLink.site == setup.site.id, models.PatientLink.subject_id.is_not(None)
+            )
+        )
+        subjects = {ref: subject for ref, subject in links if subject is not None}
+    ctx = engine.SiteContext(
+        site=setup.site.id,
+        timezone=zoneinfo.ZoneInfo(setup.site.timezone),
+        catalog=setup.catalog,
+        subjects=subjects,
+    )
+    outcome = "failed"
+    try:
+        _remap_stored(sessions, ctx, summary, set(), everything=everything, should_stop=lambda: False)
+        derive_dirty(setup, sessions, summary, lambda: False)
         outcome = "ok"
     finally:
-        summary.seconds = round(time.monotonic() - started, 3)
-        with sessions.begin() as session:
-            run_row = session.get(models.SyncRun, summary.run_id)
-            if run_row is not None:
-                run_row.finished_at = utcnow()
-                run_row.outcome = outcome
-                run_row.counts = summary.counts()
-        log.info(
-            "sync finished",
-            extra={"site": site.id, "run_id": summary.run_id, "outcome": outcome, "counts": summary.counts()},
-        )
+        _finish_run(sessions, summary, outcome, started)
     return summary
+
+
+def _finish_run(sessions: sessionmaker[Session], summary: SyncSummary, outcome: str, started: float) -> None:
+    summary.seconds = round(time.monotonic() - started, 3)
+    with sessions.begin() as session:
+        if outcome == "ok":
+            summary.issues_resolved = state.resolve_orphaned_issues(session, summary.site)
+        run_row = session.get(models.SyncRun, summary.run_id)
+        if run_row is not None:
+            run_row.finished_at = utcnow()
+            run_row.outcome = outcome
+            run_row.counts = summary.counts()
+    log.info(
+        "sync finished",
+        extra={
+            "site": summary.site,
+            "run_id": summary.run_id,
+            "outcome": outcome,
+            "counts": summary.counts(),
+        },
+    )
 
 
 # ----------------------------------------------------------------- patients
@@ -167,13 +233,16 @@ def _link_patients(
     sessions: sessionmaker[Session],
     summary: SyncSummary,
     progress: Progress | None,
-) -> dict[str, str]:
+) -> tuple[dict[str, str], set[str]]:
     """Match the site's Patient resources to the roster by identifier.
 
-    Returns ``Patient/<id>`` → subject id.  Only that link is stored; the
-    Patient resource itself (names, MRNs, birth date) is never kept.
+    Returns ``Patient/<id>`` → subject id, and the patient refs whose link
+    changed (e.g. a patient just added to the roster), whose stored resources
+    must be mapped again.  Only the link is stored; the Patient resource
+    itself (names, MRNs, birth date) is never kept.
     """
     site_id = setup.site.id
+    relinked: set[str] = set()
     with sessions.begin() as session:
         for line in source.patients():
             summary.resources_read += 1
@@ -184,13 +253,64 @@ def _link_patients(
                 continue
             ref = f"Patient/{line.resource['id']}"
             subject_id = setup.roster.subject_for_identifiers(roster.patient_identifiers(line.resource))
-            session.merge(models.PatientLink(site=site_id, patient_ref=ref, subject_id=subject_id))
+            link = session.get(models.PatientLink, (site_id, ref))
+            if link is None:
+                session.add(models.PatientLink(site=site_id, patient_ref=ref, subject_id=subject_id))
+            elif link.subject_id != subject_id:
+                link.subject_id = subject_id
+                relinked.add(ref)
         links = session.execute(
             sa.select(models.PatientLink.patient_ref, models.PatientLink.subject_id).where(
                 models.PatientLink.site == site_id, models.PatientLink.subject_id.is_not(None)
             )
         )
-        return {ref: subject for ref, subject in links if subject is not None}
+        return {ref: subject for ref, subject in links if subject is not None}, relinked
+
+
+def _remap_stored(
+    sessions: sessionmaker[Session],
+    ctx: engine.SiteContext,
+    summary: SyncSummary,
+    relinked: set[str],
+    *,
+    everything: bool,
+    should_stop: StopCheck,
+) -> None:
+    """Map stored resources again when the catalog or a patient link changed.
+
+    An incremental source will not send an unchanged resource again, so a
+    mapping fix must reach the stored copy; one page per transaction.
+    """
+    stale = sa.select(models.SourceResource).where(
+        models.SourceResource.site == ctx.site, models.SourceResource.outcome != "deleted"
+    )
+    if not everything:
+        stale = stale.where(
+            sa.or_(
+                models.SourceResource.catalog_version != ctx.catalog.version,
+                models.SourceResource.patient_ref.in_(sorted(relinked)),
+            )
+        )
+    with sessions() as session:
+        keys = [
+            (row.resource_type, row.resource_id)
+            for row in session.execute(
+                stale.with_only_columns(
+                    models.SourceResource.resource_type, models.SourceResource.resource_id
+                )
+            )
+        ]
+    for start in range(0, len(keys), REMAP_PAGE):
+        if should_stop():
+            raise SyncStopped
+        with sessions.begin() as session:
+            for resource_type, resource_id in keys[start : start + REMAP_PAGE]:
+                row = session.get(models.SourceResource, (ctx.site, resource_type, resource_id))
+                if row is None:
+                    continue
+                raw = orjson.loads(row.raw)
+                model = get_fhir_model_class(resource_type)
+                _ingest_one(session, ctx, model, raw, summary, full=True, seen_run=row.last_seen_run)
 
 
 # ----------------------------------------------------------------- ingest
@@ -205,14 +325,14 @@ def _ingest(
     summary: SyncSummary,
     full: bool,
     progress: Progress | None,
-) -> set[str]:
+    should_stop: StopCheck,
+) -> None:
     """Map every new or changed resource of one type, one committed page at a time.
 
     The page's results and its cursor commit together; the watermark moves
     only when the last page is in, so a crash resumes from the last page and
     never skips what the interrupted pass had not reached.
     """
-    touched: set[str] = set()
     model = get_fhir_model_class(resource_type)
     with sessions.begin() as session:
         cursor = _cursor(session, ctx.site, resource_type)
@@ -221,6 +341,8 @@ def _ingest(
     watermark: dt.datetime | None = None
     pages = source.pages(resource_type, patient_refs=patient_refs, since=since, resume=resume)
     for page in pages:
+        if should_stop():
+            raise SyncStopped
         watermark = watermark or page.watermark
         with sessions.begin() as session:
             for line in page.lines:
@@ -228,7 +350,7 @@ def _ingest(
                 if isinstance(line, ndjson.BadLine):
                     _bad_line(session, ctx.site, line, summary)
                     continue
-                touched |= _ingest_one(session, ctx, model, line.resource, summary, full)
+                _ingest_one(session, ctx, model, line.resource, summary, full)
             cursor = _cursor(session, ctx.site, resource_type)
             cursor.resume = page.cursor
             cursor.updated_at = utcnow()
@@ -240,7 +362,6 @@ def _ingest(
         if watermark is not None:
             cursor.watermark = watermark
         cursor.updated_at = utcnow()
-    return touched
 
 
 def _cursor(session: Session, site: str, resource_type: str) -> models.SyncCursor:
@@ -263,7 +384,14 @@ def _ingest_one(
     raw: dict[str, Any],
     summary: SyncSummary,
     full: bool,
-) -> set[str]:
+    seen_run: int | None = None,
+) -> None:
+    """Map one raw resource unless this exact version was already mapped.
+
+    Facts, issues and the dirty mark of the subjects it feeds are written in
+    the caller's transaction.  ``seen_run`` keeps a re-mapped stored
+    resource's last-seen run (re-mapping is not seeing it at the source).
+    """
     resource_type, resource_id = raw["resourceType"], raw["id"]
     ref = f"{resource_type}/{resource_id}"
     version = _version(raw)
@@ -277,7 +405,7 @@ def _ingest_one(
     ):
         row.last_seen_run = summary.run_id
         summary.unchanged += 1
-        return set()
+        return
     patient_ref = _patient_ref(raw)
     try:
         resource = model.model_validate(raw)
@@ -300,11 +428,10 @@ def _ingest_one(
     row.raw = state.canonical_json(raw).decode()
     row.catalog_version = ctx.catalog.version
     row.outcome = outcome
-    row.last_seen_run = summary.run_id
+    row.last_seen_run = summary.run_id if seen_run is None else seen_run
     row.updated_at = utcnow()
-    touched = state.replace_facts(session, ctx.site, ref, result.facts)
+    state.replace_facts(session, ctx.site, ref, result.facts)
     state.replace_issues(session, ctx.site, ref, result.issues)
-    return touched
 
 
 def _version(raw: dict[str, Any]) -> str:
@@ -355,14 +482,13 @@ def _bad_line(session: Session, site: str, line: ndjson.BadLine, summary: SyncSu
     state.replace_issues(session, site, scope, [issue])
 
 
-def _retire_vanished(setup: SiteSetup, sessions: sessionmaker[Session], summary: SyncSummary) -> set[str]:
+def _retire_vanished(setup: SiteSetup, sessions: sessionmaker[Session], summary: SyncSummary) -> None:
     """Resources no longer in the source: their facts and issues go away.
 
     An NDJSON folder is a complete snapshot, so a resource missing from it was
     deleted at the site; what it fed is retracted on the next derivation.
     """
     site_id = setup.site.id
-    touched: set[str] = set()
     with sessions.begin() as session:
         gone = session.scalars(
             sa.select(models.SourceResource).where(
@@ -373,22 +499,29 @@ def _retire_vanished(setup: SiteSetup, sessions: sessionmaker[Session], summary:
         )
         for row in gone:
             ref = f"{row.resource_type}/{row.resource_id}"
-            touched |= state.replace_facts(session, site_id, ref, [])
+            state.replace_facts(session, site_id, ref, [])
             state.replace_issues(session, site_id, ref, [])
             row.outcome = "deleted"
             summary.vanished += 1
-    return touched
 
 
 # ----------------------------------------------------------------- derive
 
 
-def _derive(
-    setup: SiteSetup, sessions: sessionmaker[Session], subjects: set[str], summary: SyncSummary
+def derive_dirty(
+    setup: SiteSetup, sessions: sessionmaker[Session], summary: SyncSummary, should_stop: StopCheck
 ) -> None:
-    """Re-derive the touched subjects and enqueue what changed."""
+    """Re-derive every subject marked dirty and enqueue what changed.
+
+    One transaction per subject stores its records, enqueues the changes and
+    clears its dirty mark together.
+    """
     site_id = setup.site.id
-    for subject_id in sorted(subjects):
+    with sessions() as session:
+        subjects = state.dirty_subjects(session, site_id)
+    for subject_id in subjects:
+        if should_stop():
+            raise SyncStopped
         entry = setup.roster.entry(subject_id)
         with sessions.begin() as session:
             facts = state.subject_facts(session, site_id, subject_id)
@@ -408,6 +541,7 @@ def _derive(
             }
             upserts, retractions = state.reconcile_records(session, site_id, subject_id, payloads)
             state.replace_issues(session, site_id, f"derive:{subject_id}", derivation.issues)
+            state.clear_dirty(session, site_id, subject_id)
             summary.upserts += upserts
             summary.retractions += retractions
             summary.subjects_derived += 1

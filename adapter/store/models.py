@@ -187,3 +187,41 @@ class SyncCursor(Base):
     watermark: Mapped[dt.datetime | None] = mapped_column()
     resume: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    """A reconciliation-console user; passwords are stored only as hashes."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(20))  # viewer | data_manager | admin
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SiteLock(Base):
+    """Who is syncing a site right now, so two processes never sync it at once."""
+
+    __tablename__ = "site_locks"
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DirtySubject(Base):
+    """A subject whose facts changed since its records were last derived.
+
+    Marked in the same transaction that changes the facts and cleared in the
+    one that stores the re-derived records, so a crash between the two never
+    leaves a subject's records stale: the next pass derives it again.
+    """
+
+    __tablename__ = "dirty_subjects"
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -57,7 +57,28 @@ def replace_facts(session: Session, site: str, source_ref: str, facts: Sequence[
             )
         )
         touched.add(fact.subject_id)
+    mark_dirty(session, site, touched)
     return touched
+
+
+def mark_dirty(session: Session, site: str, subjects: Iterable[str]) -> None:
+    """Remember (durably, in the caller's transaction) that these subjects need deriving."""
+    for subject_id in subjects:
+        session.merge(models.DirtySubject(site=site, subject_id=subject_id))
+
+
+def dirty_subjects(session: Session, site: str) -> list[str]:
+    return sorted(
+        session.scalars(sa.select(models.DirtySubject.subject_id).where(models.DirtySubject.site == site))
+    )
+
+
+def clear_dirty(session: Session, site: str, subject_id: str) -> None:
+    session.execute(
+        sa.delete(models.DirtySubject).where(
+            models.DirtySubject.site == site, models.DirtySubject.subject_id == subject_id
+        )
+    )
 
 
 def subject_facts(session: Session, site: str, subject_id: str) -> list[Fact]:
