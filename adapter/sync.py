@@ -304,13 +304,15 @@ def _remap_stored(
         if should_stop():
             raise SyncStopped
         with sessions.begin() as session:
+            dirty: set[str] = set()
             for resource_type, resource_id in keys[start : start + REMAP_PAGE]:
                 row = session.get(models.SourceResource, (ctx.site, resource_type, resource_id))
                 if row is None:
                     continue
                 raw = orjson.loads(row.raw)
                 model = get_fhir_model_class(resource_type)
-                _ingest_one(session, ctx, model, raw, summary, full=True, seen_run=row.last_seen_run)
+                _ingest_one(session, ctx, model, raw, summary, True, row, dirty, seen_run=row.last_seen_run)
+            state.mark_dirty(session, ctx.site, dirty)
 
 
 # ----------------------------------------------------------------- ingest
@@ -345,12 +347,18 @@ def _ingest(
             raise SyncStopped
         watermark = watermark or page.watermark
         with sessions.begin() as session:
+            rows = _stored_rows(session, ctx.site, resource_type, page.lines)
+            dirty: set[str] = set()
             for line in page.lines:
                 summary.resources_read += 1
                 if isinstance(line, ndjson.BadLine):
                     _bad_line(session, ctx.site, line, summary)
                     continue
-                _ingest_one(session, ctx, model, line.resource, summary, full)
+                resource_id = line.resource["id"]
+                rows[resource_id] = _ingest_one(
+                    session, ctx, model, line.resource, summary, full, rows.get(resource_id), dirty
+                )
+            state.mark_dirty(session, ctx.site, dirty)
             cursor = _cursor(session, ctx.site, resource_type)
             cursor.resume = page.cursor
             cursor.updated_at = utcnow()
@@ -362,6 +370,21 @@ def _ingest(
         if watermark is not None:
             cursor.watermark = watermark
         cursor.updated_at = utcnow()
+
+
+def _stored_rows(
+    session: Session, site: str, resource_type: str, lines: list[ndjson.SourceLine | ndjson.BadLine]
+) -> dict[str, models.SourceResource]:
+    """The stored versions of a page's resources, in one query instead of one per resource."""
+    ids = sorted({line.resource["id"] for line in lines if isinstance(line, ndjson.SourceLine)})
+    if not ids:
+        return {}
+    query = sa.select(models.SourceResource).where(
+        models.SourceResource.site == site,
+        models.SourceResource.resource_type == resource_type,
+        models.SourceResource.resource_id.in_(ids),
+    )
+    return {row.resource_id: row for row in session.scalars(query)}
 
 
 def _cursor(session: Session, site: str, resource_type: str) -> models.SyncCursor:
@@ -384,18 +407,21 @@ def _ingest_one(
     raw: dict[str, Any],
     summary: SyncSummary,
     full: bool,
+    row: models.SourceResource | None,
+    dirty: set[str],
     seen_run: int | None = None,
-) -> None:
+) -> models.SourceResource:
     """Map one raw resource unless this exact version was already mapped.
 
-    Facts, issues and the dirty mark of the subjects it feeds are written in
-    the caller's transaction.  ``seen_run`` keeps a re-mapped stored
-    resource's last-seen run (re-mapping is not seeing it at the source).
+    ``row`` is the stored version (None: never seen).  Facts and issues are
+    written in the caller's transaction and the subjects they feed are added
+    to ``dirty``, which the caller marks in the same transaction.
+    ``seen_run`` keeps a re-mapped stored resource's last-seen run
+    (re-mapping is not seeing it at the source).  Returns the stored row.
     """
     resource_type, resource_id = raw["resourceType"], raw["id"]
     ref = f"{resource_type}/{resource_id}"
     version = _version(raw)
-    row = session.get(models.SourceResource, (ctx.site, resource_type, resource_id))
     if (
         row is not None
         and not full
@@ -405,7 +431,7 @@ def _ingest_one(
     ):
         row.last_seen_run = summary.run_id
         summary.unchanged += 1
-        return
+        return row
     patient_ref = _patient_ref(raw)
     try:
         resource = model.model_validate(raw)
@@ -420,6 +446,7 @@ def _ingest_one(
     summary.outcomes[outcome] += 1
     summary.resources_mapped += 1
     summary.facts_written += len(result.facts)
+    known = row is not None
     if row is None:
         row = models.SourceResource(site=ctx.site, resource_type=resource_type, resource_id=resource_id)
         session.add(row)
@@ -430,8 +457,9 @@ def _ingest_one(
     row.outcome = outcome
     row.last_seen_run = summary.run_id if seen_run is None else seen_run
     row.updated_at = utcnow()
-    state.replace_facts(session, ctx.site, ref, result.facts)
-    state.replace_issues(session, ctx.site, ref, result.issues)
+    dirty |= state.replace_facts(session, ctx.site, ref, result.facts, known=known, mark=False)
+    state.replace_issues(session, ctx.site, ref, result.issues, known=known)
+    return row
 
 
 def _version(raw: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ report.  Library errors become one red line and a stable exit code
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +19,9 @@ from rich.console import Console
 from adapter import config as config_mod
 from adapter import errors
 
-console = Console()
+# Wide enough for the summary tables when output goes to a file or a pipe
+# (rich would otherwise assume 80 columns and truncate the numbers).
+console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True)
 
 ConfigOption = Annotated[

@@ -16,7 +16,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from adapter import __version__, errors, job, logs, privacy
-from adapter.cli import common, issues_cmd, report
+from adapter.cli import common, issues_cmd, mapping_cmd, report
 from adapter.demo import generator, site
 
 HELP = """\
@@ -36,6 +36,8 @@ Exit codes: 0 ok, 3 bad config, 4 bad mapping file, 5 source unreadable,
 
 app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None, add_completion=False)
 app.add_typer(issues_cmd.app, name="issues")
+app.command()(mapping_cmd.remap)
+app.command()(mapping_cmd.coverage)
 
 
 def _version(value: bool) -> None:

@@ -14,19 +14,11 @@ from adapter.sync import SiteSetup
 
 def print_summary(config: config_mod.Config, result: job.JobResult) -> int:
     """Print the pass summary; return the number of open issues."""
-    sites = Table(title="Sync", title_justify="left")
-    for column in (
-        "site",
-        "read",
-        "mapped",
-        "unchanged",
-        "facts",
-        "subjects",
-        "upserts",
-        "retractions",
-        "seconds",
-    ):
-        sites.add_column(column, justify="right" if column != "site" else "left")
+    sites = Table(
+        title="Sync (resources read / mapped / unchanged; records upserted / retracted)", title_justify="left"
+    )
+    for column in ("site", "read", "mapped", "same", "facts", "subjects", "upserts", "retracts", "s"):
+        sites.add_column(column, justify="right" if column != "site" else "left", no_wrap=True)
     for s in result.syncs:
         sites.add_row(
             s.site,
@@ -89,12 +81,14 @@ def print_check(config: config_mod.Config) -> list[int]:
     table.add_column("item")
     table.add_column("result")
     failures: list[int] = []
+    problems: list[str] = []
     try:
         db.open_store(config.store.url)
         table.add_row("-", "state database", "[green]ok[/green]")
     except errors.AdapterError as exc:
-        table.add_row("-", "state database", f"[red]{exc}[/red]")
+        table.add_row("-", "state database", "[red]failed[/red]")
         failures.append(exc.exit_code)
+        problems.append(f"state database: {exc}")
     for site in config.sites:
         try:
             setup = SiteSetup.load(config, site)
@@ -104,13 +98,17 @@ def print_check(config: config_mod.Config) -> list[int]:
                 f"[green]ok[/green] (catalog {setup.catalog.version}, {len(setup.roster.entries)} on roster)",
             )
         except errors.AdapterError as exc:
-            table.add_row(site.id, "mappings, rules, roster, secret", f"[red]{exc}[/red]")
+            table.add_row(site.id, "mappings, rules, roster, secret", "[red]failed[/red]")
             failures.append(exc.exit_code)
+            problems.append(f"{site.id}: {exc}")
         try:
             lines = ndjson.count_lines(site.source.path)
             table.add_row(site.id, f"source {site.source.kind}", f"[green]ok[/green] ({lines} resources)")
         except errors.AdapterError as exc:
-            table.add_row(site.id, f"source {site.source.kind}", f"[red]{exc}[/red]")
+            table.add_row(site.id, f"source {site.source.kind}", "[red]failed[/red]")
             failures.append(exc.exit_code)
+            problems.append(f"{site.id}: {exc}")
     console.print(table)
+    for problem in problems:
+        console.print(f"[red]✗[/red] {problem}", highlight=False, soft_wrap=True)
     return failures

@@ -34,18 +34,36 @@ def content_hash(data: Any) -> str:
 # ----------------------------------------------------------------- facts
 
 
-def replace_facts(session: Session, site: str, source_ref: str, facts: Sequence[Fact]) -> set[str]:
-    """Swap the facts of one source resource; return the subjects touched."""
-    touched = set(
-        session.scalars(
-            sa.select(models.FactRow.subject_id).where(
+def replace_facts(
+    session: Session,
+    site: str,
+    source_ref: str,
+    facts: Sequence[Fact],
+    *,
+    known: bool = True,
+    mark: bool = True,
+) -> set[str]:
+    """Swap the facts of one source resource; return the subjects touched.
+
+    ``known=False`` says the resource was never stored, so there are no old
+    facts to look up (the common case on a first sync: half the queries).
+    ``mark=False`` leaves marking the touched subjects dirty to the caller,
+    who batches it per page.
+    """
+    touched: set[str] = set()
+    if known:
+        touched |= set(
+            session.scalars(
+                sa.select(models.FactRow.subject_id).where(
+                    models.FactRow.site == site, models.FactRow.source_ref == source_ref
+                )
+            )
+        )
+        session.execute(
+            sa.delete(models.FactRow).where(
                 models.FactRow.site == site, models.FactRow.source_ref == source_ref
             )
         )
-    )
-    session.execute(
-        sa.delete(models.FactRow).where(models.FactRow.site == site, models.FactRow.source_ref == source_ref)
-    )
     for fact in facts:
         session.add(
             models.FactRow(
@@ -57,14 +75,34 @@ def replace_facts(session: Session, site: str, source_ref: str, facts: Sequence[
             )
         )
         touched.add(fact.subject_id)
-    mark_dirty(session, site, touched)
+    if mark:
+        mark_dirty(session, site, touched)
     return touched
 
 
 def mark_dirty(session: Session, site: str, subjects: Iterable[str]) -> None:
     """Remember (durably, in the caller's transaction) that these subjects need deriving."""
-    for subject_id in subjects:
-        session.merge(models.DirtySubject(site=site, subject_id=subject_id))
+    rows = [{"site": site, "subject_id": subject_id} for subject_id in sorted(set(subjects))]
+    if rows:
+        insert_ignoring_duplicates(session, models.DirtySubject, rows)
+
+
+def insert_ignoring_duplicates(
+    session: Session, model: type[models.Base], rows: list[dict[str, Any]]
+) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL alike."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(model).values(rows).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        session.execute(sqlite_insert(model).values(rows).on_conflict_do_nothing())
+    else:  # pragma: no cover - other databases are not supported stores
+        for row in rows:
+            session.merge(model(**row))
 
 
 def dirty_subjects(session: Session, site: str) -> list[str]:
@@ -93,17 +131,21 @@ def subject_facts(session: Session, site: str, subject_id: str) -> list[Fact]:
 # ----------------------------------------------------------------- issues
 
 
-def replace_issues(session: Session, site: str, source: str, issues: Iterable[MappingIssue]) -> None:
+def replace_issues(
+    session: Session, site: str, source: str, issues: Iterable[MappingIssue], *, known: bool = True
+) -> None:
     """Record that ``source`` now raises exactly ``issues`` (and no others).
 
     An issue already known keeps its status unless it was resolved, in which
     case it reopens: the problem is back.  An ignored issue stays ignored.
+    ``known=False``: the source is new, so it raised nothing before.
     """
-    session.execute(
-        sa.delete(models.IssueSource).where(
-            models.IssueSource.site == site, models.IssueSource.source == source
+    if known:
+        session.execute(
+            sa.delete(models.IssueSource).where(
+                models.IssueSource.site == site, models.IssueSource.source == source
+            )
         )
-    )
     now = utcnow()
     for issue in {i.key: i for i in issues}.values():
         row = session.get(models.IssueRow, issue.key)

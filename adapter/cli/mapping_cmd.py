@@ -1,0 +1,107 @@
+"""``trial-adapter remap`` and ``trial-adapter coverage``: mapping upkeep."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from adapter import coverage as coverage_mod
+from adapter import delivery
+from adapter.cli import common
+from adapter.sinks import factory
+from adapter.store import db
+from adapter.sync import SiteSetup, remap_site
+
+AllOption = Annotated[
+    bool,
+    typer.Option("--all", help="Re-map every stored resource, not only those mapped with an older catalog."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def remap(
+    config_path: common.ConfigOption = common.DEFAULT_CONFIG,
+    site_id: common.SiteOption = None,
+    everything: AllOption = False,
+    deliver: Annotated[
+        bool, typer.Option("--deliver/--no-deliver", help="Drain the outbox afterwards.")
+    ] = True,
+) -> None:
+    """Re-map stored resources after a mapping change, without fetching.
+
+    Edit mappings/<study>/sites/<site>.toml (or concepts.toml), then run this:
+    resources mapped with the old catalog are mapped again, their subjects
+    re-derived, fixed issues resolve themselves, and changed records go out.
+    """
+    with common.reported_errors():
+        config = common.load_config(config_path)
+        sessions = db.open_store(config.store.url)
+        table = Table(title="Remap", title_justify="left")
+        for column in ("site", "remapped", "facts", "subjects", "upserts", "retractions", "issues resolved"):
+            table.add_column(column, justify="left" if column == "site" else "right")
+        for site in common.selected_sites(config, site_id):
+            summary = remap_site(SiteSetup.load(config, site), sessions, everything=everything)
+            table.add_row(
+                site.id,
+                str(summary.resources_mapped),
+                str(summary.facts_written),
+                str(summary.subjects_derived),
+                str(summary.upserts),
+                str(summary.retractions),
+                str(summary.issues_resolved),
+            )
+        common.console.print(table)
+        if deliver:
+            drained = delivery.drain(sessions, factory.make_sink(config.repository))
+            common.console.print(f"Delivered {drained.delivered} change(s).")
+
+
+def coverage(
+    config_path: common.ConfigOption = common.DEFAULT_CONFIG,
+    site_id: common.SiteOption = None,
+    top: Annotated[int, typer.Option("--top", help="How many unmapped codes to list.")] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """Share of source values mapped, by resource type and concept, with the top unmapped codes."""
+    with common.reported_errors():
+        config = common.load_config(config_path)
+        sessions = db.open_store(config.store.url)
+        for site in common.selected_sites(config, site_id):
+            with sessions() as session:
+                result = coverage_mod.site_coverage(session, site.id, top=top)
+            if as_json:
+                common.console.print_json(coverage_mod.as_json(result).decode())
+                continue
+            _print(result)
+
+
+def _print(result: coverage_mod.Coverage) -> None:
+    types = Table(title=f"Coverage: {result.site}", title_justify="left")
+    for column in ("resource type", "resources", "mapped", "ignored", "with issues", "mapped %"):
+        types.add_column(column, justify="left" if column == "resource type" else "right")
+    for entry in sorted(result.by_type.values(), key=lambda e: e.resource_type):
+        types.add_row(
+            entry.resource_type,
+            str(entry.total),
+            str(entry.mapped),
+            str(entry.ignored),
+            str(entry.issues),
+            f"{100 * entry.share_mapped:.1f}",
+        )
+    common.console.print(types)
+    concepts = Table(title="Facts by concept", title_justify="left")
+    concepts.add_column("concept")
+    concepts.add_column("facts", justify="right")
+    for concept, count in sorted(result.facts_by_concept.items()):
+        concepts.add_row(concept, str(count))
+    common.console.print(concepts)
+    unmapped = Table(title="Top unmapped codes", title_justify="left")
+    for column in ("code", "display", "resources"):
+        unmapped.add_column(column)
+    for code, display, count in result.top_unmapped_codes:
+        unmapped.add_row(code, display, str(count))
+    if not result.top_unmapped_codes:
+        unmapped.add_row("(none)", "", "0")
+    common.console.print(unmapped)
