@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import stat
@@ -22,6 +23,7 @@ from adapter import errors
 from adapter.config import PrivacyConfig
 
 MIN_SECRET_BYTES = 16
+log = logging.getLogger(__name__)
 
 
 def load_secret(privacy: PrivacyConfig) -> bytes:
@@ -43,6 +45,7 @@ def load_secret(privacy: PrivacyConfig) -> bytes:
                 f"privacy.hmac_key_file: cannot read {path} ({exc.strerror or exc}); create it with "
                 "`trial-adapter keygen PATH`"
             ) from exc
+        warn_if_exposed(path)
         if len(data) < MIN_SECRET_BYTES:
             raise errors.ConfigError(
                 f"privacy.hmac_key_file: {path} holds fewer than {MIN_SECRET_BYTES} bytes; "
@@ -53,6 +56,21 @@ def load_secret(privacy: PrivacyConfig) -> bytes:
         "[privacy]: set hmac_key_file (a file made by `trial-adapter keygen PATH`) or hmac_key_env; "
         "the site secret keys the hashes of source references"
     )
+
+
+def warn_if_exposed(path: Path) -> bool:
+    """Warn (without the content) when a secret file is readable by others."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning(
+            "secret file is readable by group or others; run `chmod 600` on it",
+            extra={"path": str(path), "mode": oct(mode & 0o777)},
+        )
+        return True
+    return False
 
 
 def write_secret(path: Path) -> None:

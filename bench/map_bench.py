@@ -1,0 +1,160 @@
+"""Ingest + map + derive throughput against the raw-parse ceiling, and peak memory.
+
+    python -m bench.map_bench --resources 100000
+
+Generates demo site data of about the requested size (deterministic), then
+measures, each in its own subprocess so peak RSS is per phase:
+
+- ceiling: ``orjson.loads`` of every NDJSON line (nothing can be faster);
+- map: parse + R4B validation + mapping to facts, in memory;
+- pipeline: the real job (SQLite state, derivation, outbox, file sink).
+
+Prints one JSON line per phase and the ratios; ``bench/__main__.py`` collects
+them into bench/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+RESOURCES_PER_PATIENT = 150  # what the demo generator writes per patient, roughly
+
+
+def generate(folder: Path, resources: int) -> Path:
+    from adapter.demo import generator
+
+    patients = max(1, resources // (2 * RESOURCES_PER_PATIENT))
+    generator.generate(folder, patients_per_site=patients, seed=11)
+    return folder
+
+
+def _lines(data: Path) -> list[Path]:
+    return sorted(p for p in data.glob("*/*.ndjson"))
+
+
+def phase_ceiling(data: Path) -> dict[str, Any]:
+    count = 0
+    started = time.perf_counter()
+    for path in _lines(data):
+        with path.open("rb") as handle:
+            for line in handle:
+                orjson.loads(line)
+                count += 1
+    return {"resources": count, "seconds": time.perf_counter() - started}
+
+
+def phase_map(data: Path) -> dict[str, Any]:
+    from fhir.resources.R4B import get_fhir_model_class
+
+    from adapter import paths, roster
+    from adapter.fhir import ndjson
+    from adapter.mapping import catalog, engine
+
+    count = facts = 0
+    started = time.perf_counter()
+    for site_dir in sorted(p for p in data.iterdir() if p.is_dir()):
+        site = site_dir.name
+        cat = catalog.load_catalog(paths.default_mappings_dir(), site)
+        people = roster.load_roster(site_dir / "roster.csv")
+        subjects = {}
+        for line in ndjson.read_resources(site_dir, "Patient"):
+            if isinstance(line, ndjson.SourceLine):
+                subject = people.subject_for_identifiers(roster.patient_identifiers(line.resource))
+                if subject:
+                    subjects[f"Patient/{line.resource['id']}"] = subject
+        ctx = engine.SiteContext(site, zoneinfo.ZoneInfo("UTC"), cat, subjects)
+        for resource_type in ("Observation", "MedicationAdministration", "Procedure"):
+            model = get_fhir_model_class(resource_type)
+            for line in ndjson.read_resources(site_dir, resource_type):
+                count += 1
+                if isinstance(line, ndjson.SourceLine):
+                    result = engine.map_resource(model.model_validate(line.resource), "v:1", ctx)
+                    facts += len(result.facts)
+    return {"resources": count, "facts": facts, "seconds": time.perf_counter() - started}
+
+
+def phase_pipeline(data: Path) -> dict[str, Any]:
+    from adapter import config as config_mod
+    from adapter import job, paths, privacy
+
+    work = Path(tempfile.mkdtemp(prefix="bench-work-"))
+    privacy.write_secret(work / "key")
+    raw = {
+        "study": {"mappings": str(paths.default_mappings_dir())},
+        "store": {"url": f"sqlite:///{work / 'state.db'}"},
+        "privacy": {"hmac_key_file": str(work / "key")},
+        "sites": [
+            {
+                "id": d.name,
+                "timezone": "UTC",
+                "roster": str(d / "roster.csv"),
+                "source": {"kind": "ndjson", "path": str(d)},
+            }
+            for d in sorted(p for p in data.iterdir() if p.is_dir())
+        ],
+        "repository": {"kind": "file", "path": str(work / "repo")},
+    }
+    config = config_mod.config_from_dict(raw, base_dir=work)
+    started = time.perf_counter()
+    result = job.run_once(config, config.sites)
+    seconds = time.perf_counter() - started
+    return {
+        "resources": sum(s.resources_read for s in result.syncs),
+        "facts": sum(s.facts_written for s in result.syncs),
+        "records": result.delivery.delivered if result.delivery else 0,
+        "seconds": seconds,
+    }
+
+
+PHASES = {"ceiling": phase_ceiling, "map": phase_map, "pipeline": phase_pipeline}
+
+
+def run_phase(name: str, data: Path) -> dict[str, Any]:
+    """One phase in a fresh interpreter, so its peak RSS is its own."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.map_bench", "--phase", name, "--data", str(data)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def measure(resources: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
+        data = generate(Path(tmp), resources)
+        results = {name: run_phase(name, data) for name in PHASES}
+    ceiling = results["ceiling"]["resources"] / results["ceiling"]["seconds"]
+    for name, figures in results.items():
+        figures["per_second"] = round(figures["resources"] / figures["seconds"])
+        figures["ratio_to_ceiling"] = round(figures["per_second"] / ceiling, 4)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--resources", type=int, default=100_000, help="approximate resources to generate")
+    parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        figures = PHASES[args.phase](args.data)
+        figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        print(json.dumps(figures))
+        return
+    print(json.dumps(measure(args.resources), indent=2))
+
+
+if __name__ == "__main__":
+    main()
