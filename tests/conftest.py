@@ -21,8 +21,15 @@ TEST_SECRET = "0123456789abcdef-test-only-secret-not-for-sites\n"  # noqa: S105
 def prepare_demo_workdir(workdir: Path) -> config_mod.Config:
     """A demo config whose secret is the fixed test secret."""
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "site-secret.key").write_text(TEST_SECRET)
+    write_test_secret(workdir / "site-secret.key")
     return site.demo_config(workdir)
+
+
+def write_test_secret(path: Path) -> Path:
+    """The fixed test secret, private to its owner like a real one."""
+    path.write_text(TEST_SECRET)
+    path.chmod(0o600)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from adapter.demo import site as demo_site
 from adapter.store import db, models
 from adapter.sync import SiteSetup, remap_site
 
-from conftest import TEST_SECRET
+from conftest import write_test_secret
 from golden import issue_list, repository_records
 
 SODIUM = "demo-east|unknown_code|code:http://hospital-east.example/fhir/lis|0099"
@@ -33,7 +33,7 @@ def sandbox(tmp_path: Path) -> config_mod.Config:
     shutil.copytree(paths.demo_data_dir(), data)
     shutil.copytree(paths.default_mappings_dir(), mappings)
     work.mkdir()
-    (work / "site-secret.key").write_text(TEST_SECRET)
+    write_test_secret(work / "site-secret.key")
     config = demo_site.demo_config(work, data_dir=data)
     return config.model_copy(update={"study": config.study.model_copy(update={"mappings": mappings})})
 

@@ -66,8 +66,9 @@ def print_summary(config: config_mod.Config, result: job.JobResult) -> int:
             f"Delivered {d.delivered} change(s) to {config.repository.kind} repository "
             f"[bold]{config.repository.path}[/bold]; {backlog} waiting in the outbox."
         )
+    config_hint = f" -c {config.source_file}" if config.source_file else ""
     console.print(
-        "Next: `trial-adapter issues list` shows each issue with its explanation."
+        f"Next: `trial-adapter issues list{config_hint}` shows each issue with its explanation."
         if issues
         else "No open issues."
     )

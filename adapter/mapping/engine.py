@@ -98,9 +98,10 @@ def _subject(resource: Any, field_name: str, ref: str, ctx: SiteContext) -> str:
             _issue(
                 ctx,
                 IssueKind.PATIENT_NOT_ON_ROSTER,
-                ref,
-                f"{ref} belongs to a patient who is not on the site roster; "
-                "add the patient to the roster if they are enrolled",
+                f"patient:{tail}",
+                f"{tail} is not on the site roster, so its data is not used; add the patient "
+                "to the roster if they are enrolled, or ignore this issue",
+                source_refs=(ref,),
             )
         )
     return subject_id

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from adapter import errors
 from adapter.cli import main
 
-from conftest import TEST_SECRET
+from conftest import write_test_secret
 
 runner = CliRunner()
 
@@ -24,7 +24,7 @@ def test_help_teaches_first_steps() -> None:
 def test_demo_prints_summary_and_writes_records(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     workdir.mkdir()
-    (workdir / "site-secret.key").write_text(TEST_SECRET)
+    write_test_secret(workdir / "site-secret.key")
     result = runner.invoke(main.app, ["demo", "--workdir", str(workdir), "--quiet"])
     assert result.exit_code == 0, result.output
     assert "TreatmentCycle" in result.output and "unknown_code" in result.output
@@ -37,7 +37,7 @@ def test_sync_check_and_issues_on_a_config_file(tmp_path: Path) -> None:
     from adapter import paths
 
     data = paths.demo_data_dir() / "demo-east"
-    (tmp_path / "site.key").write_text(TEST_SECRET)
+    write_test_secret(tmp_path / "site.key")
     config = tmp_path / "trial-adapter.toml"
     config.write_text(
         f"""
@@ -76,7 +76,7 @@ path = "repo"
 
 
 def test_check_reports_a_missing_source_folder(tmp_path: Path) -> None:
-    (tmp_path / "site.key").write_text(TEST_SECRET)
+    write_test_secret(tmp_path / "site.key")
     (tmp_path / "roster.csv").write_text("identifier_system,identifier_value,subject_id,enrolment_date\n")
     config = tmp_path / "c.toml"
     config.write_text(

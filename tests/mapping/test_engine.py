@@ -129,6 +129,12 @@ def test_unknown_code_issue_is_scoped_to_the_code() -> None:
     assert issue.source_refs == ("Observation/o1",)
 
 
+def test_off_roster_patient_is_one_issue_per_patient() -> None:
+    (issue,) = run(obs(subject={"reference": "Patient/stranger"})).issues
+    assert issue.scope == "patient:Patient/stranger"
+    assert issue.source_refs == ("Observation/o1",)
+
+
 def test_comparator_and_reference_high_are_kept() -> None:
     raw = obs(
         "1742-6",

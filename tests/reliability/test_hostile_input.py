@@ -26,7 +26,7 @@ from adapter.mapping.facts import Fact
 from adapter.store import db, models
 from adapter.sync import SiteSetup, sync_site
 
-from conftest import TEST_SECRET
+from conftest import write_test_secret
 
 MRN_SYSTEM = "urn:test:mrn"
 CATALOG = catalog.load_catalog(paths.default_mappings_dir(), "hostile")
@@ -101,7 +101,7 @@ def test_hostile_observations_become_issues_never_crashes(tmp_path_factory: Any,
         b'{"resourceType":"Observation"}',
     ]
     write_site(tmp / "site", _jsonable(observations), extra)
-    (tmp / "key").write_text(TEST_SECRET)
+    write_test_secret(tmp / "key")
     config = config_mod.config_from_dict(
         {
             "store": {"url": f"sqlite:///{tmp / 'state.db'}"},
