@@ -24,7 +24,7 @@ from adapter import config as config_mod
 from adapter import job
 from adapter.store import db, models
 
-from conftest import GOLDEN, prepare_demo_workdir
+from support import GOLDEN, prepare_demo_workdir
 
 ISSUE_FIELDS = ("key", "kind", "status", "subject_id", "concept", "code", "unit", "value", "detail")
 

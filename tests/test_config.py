@@ -12,7 +12,7 @@ from adapter import config as config_mod
 from adapter import errors
 from adapter.cli.main import app
 
-from conftest import minimal_config
+from support import minimal_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,8 +20,8 @@ from adapter import job, paths
 from adapter.mapping import engine
 from adapter.store import db, models
 
-from conftest import GOLDEN, prepare_demo_workdir
 from golden import issue_list, repository_records
+from support import GOLDEN, prepare_demo_workdir
 
 
 def golden_records() -> dict[str, list[dict[str, object]]]:

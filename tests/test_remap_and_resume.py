@@ -19,8 +19,8 @@ from adapter.demo import site as demo_site
 from adapter.store import db, models
 from adapter.sync import SiteSetup, remap_site
 
-from conftest import write_test_secret
 from golden import issue_list, repository_records
+from support import write_test_secret
 
 SODIUM = "demo-east|unknown_code|code:http://hospital-east.example/fhir/lis|0099"
 CREATININE_LOCAL = '"http://hospital-east.example/fhir/lis|0045" = "creatinine"'

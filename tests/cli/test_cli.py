@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from adapter import errors
 from adapter.cli import main
 
-from conftest import write_test_secret
+from support import write_test_secret
 
 runner = CliRunner()
 

@@ -26,7 +26,7 @@ from adapter.mapping.facts import Fact
 from adapter.store import db, models
 from adapter.sync import SiteSetup, sync_site
 
-from conftest import write_test_secret
+from support import write_test_secret
 
 MRN_SYSTEM = "urn:test:mrn"
 CATALOG = catalog.load_catalog(paths.default_mappings_dir(), "hostile")

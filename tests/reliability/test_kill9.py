@@ -22,8 +22,8 @@ from adapter import config as config_mod
 from adapter import job
 from adapter.store import db, models
 
-from conftest import prepare_demo_workdir
 from golden import repository_records
+from support import prepare_demo_workdir
 
 KILLS = 20
 SEED = 20261125
