@@ -1,12 +1,15 @@
 """Ingest + map + derive throughput against the raw-parse ceiling, and peak memory.
 
     python -m bench.map_bench --resources 100000
+    python -m bench.map_bench --resources 100000 --validation r4b   # full fhir.resources models
 
 Generates demo site data of about the requested size (deterministic), then
 measures, each in its own subprocess so peak RSS is per phase:
 
 - ceiling: ``orjson.loads`` of every NDJSON line (nothing can be faster);
-- map: parse + R4B validation + mapping to facts, in memory;
+- validate: parse + validation with the model the sync uses
+  (``sync.VALIDATION``: the lean models by default, see adapter/fhir/lean.py);
+- map: parse + validation + mapping to facts, in memory;
 - pipeline: the real job (SQLite state, derivation, outbox, file sink).
 
 Prints one JSON line per phase and the ratios; ``bench/__main__.py`` collects
@@ -24,11 +27,23 @@ import tempfile
 import time
 import zoneinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 RESOURCES_PER_PATIENT = 150  # what the demo generator writes per patient, roughly
+MAPPED_TYPES = ("Observation", "MedicationAdministration", "Procedure")  # sync.MAPPED_TYPES
+VALIDATION: Literal["lean", "r4b"] = "lean"  # set from --validation in the phase's subprocess
+
+
+def _model_for(resource_type: str) -> Any:
+    """What ``sync.model_for`` picks, without importing the sync (and SQLAlchemy) into the phase."""
+    from fhir.resources.R4B import get_fhir_model_class
+
+    from adapter.fhir import lean
+
+    model = lean.model_for(resource_type) if VALIDATION == "lean" else None
+    return model if model is not None else get_fhir_model_class(resource_type)
 
 
 def generate(folder: Path, resources: int) -> Path:
@@ -54,9 +69,22 @@ def phase_ceiling(data: Path) -> dict[str, Any]:
     return {"resources": count, "seconds": time.perf_counter() - started}
 
 
-def phase_map(data: Path) -> dict[str, Any]:
-    from fhir.resources.R4B import get_fhir_model_class
+def phase_validate(data: Path) -> dict[str, Any]:
+    from adapter.fhir import ndjson
 
+    count = 0
+    started = time.perf_counter()
+    for site_dir in sorted(p for p in data.iterdir() if p.is_dir()):
+        for resource_type in MAPPED_TYPES:
+            validate = _model_for(resource_type).model_validate
+            for line in ndjson.read_resources(site_dir, resource_type):
+                count += 1
+                if isinstance(line, ndjson.SourceLine):
+                    validate(line.resource)
+    return {"resources": count, "seconds": time.perf_counter() - started}
+
+
+def phase_map(data: Path) -> dict[str, Any]:
     from adapter import paths, roster
     from adapter.fhir import ndjson
     from adapter.mapping import catalog, engine
@@ -74,8 +102,8 @@ def phase_map(data: Path) -> dict[str, Any]:
                 if subject:
                     subjects[f"Patient/{line.resource['id']}"] = subject
         ctx = engine.SiteContext(site, zoneinfo.ZoneInfo("UTC"), cat, subjects)
-        for resource_type in ("Observation", "MedicationAdministration", "Procedure"):
-            model = get_fhir_model_class(resource_type)
+        for resource_type in MAPPED_TYPES:
+            model = _model_for(resource_type)
             for line in ndjson.read_resources(site_dir, resource_type):
                 count += 1
                 if isinstance(line, ndjson.SourceLine):
@@ -86,7 +114,9 @@ def phase_map(data: Path) -> dict[str, Any]:
 
 def phase_pipeline(data: Path) -> dict[str, Any]:
     from adapter import config as config_mod
-    from adapter import job, paths, privacy
+    from adapter import job, paths, privacy, sync
+
+    sync.VALIDATION = VALIDATION
 
     work = Path(tempfile.mkdtemp(prefix="bench-work-"))
     privacy.write_secret(work / "key")
@@ -117,13 +147,16 @@ def phase_pipeline(data: Path) -> dict[str, Any]:
     }
 
 
-PHASES = {"ceiling": phase_ceiling, "map": phase_map, "pipeline": phase_pipeline}
+PHASES = {"ceiling": phase_ceiling, "validate": phase_validate, "map": phase_map, "pipeline": phase_pipeline}
 
 
-def run_phase(name: str, data: Path) -> dict[str, Any]:
+def run_phase(name: str, data: Path, validation: str) -> dict[str, Any]:
     """One phase in a fresh interpreter, so its peak RSS is its own."""
     out = subprocess.run(
-        [sys.executable, "-m", "bench.map_bench", "--phase", name, "--data", str(data)],
+        [
+            sys.executable,
+            *("-m", "bench.map_bench", "--phase", name, "--data", str(data), "--validation", validation),
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -131,10 +164,10 @@ def run_phase(name: str, data: Path) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def measure(resources: int) -> dict[str, Any]:
+def measure(resources: int, validation: str = "lean") -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
         data = generate(Path(tmp), resources)
-        results = {name: run_phase(name, data) for name in PHASES}
+        results = {name: run_phase(name, data, validation) for name in PHASES}
     ceiling = results["ceiling"]["resources"] / results["ceiling"]["seconds"]
     for name, figures in results.items():
         figures["per_second"] = round(figures["resources"] / figures["seconds"])
@@ -143,17 +176,27 @@ def measure(resources: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--resources", type=int, default=100_000, help="approximate resources to generate")
+    parser.add_argument(
+        "--validation",
+        choices=["lean", "r4b"],
+        default="lean",
+        help="models to validate with: lean (what the sync uses) or r4b (full fhir.resources)",
+    )
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
+        global VALIDATION
+        VALIDATION = "r4b" if args.validation == "r4b" else "lean"
         figures = PHASES[args.phase](args.data)
         figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         print(json.dumps(figures))
         return
-    print(json.dumps(measure(args.resources), indent=2))
+    print(json.dumps(measure(args.resources, args.validation), indent=2))
 
 
 if __name__ == "__main__":

@@ -14,12 +14,15 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
 from adapter.mapping.facts import Fact
 from adapter.mapping.issues import IssueKind, MappingIssue
 from adapter.store import models
 from adapter.store.models import utcnow
+
+_FACT_LIST: TypeAdapter[list[Fact]] = TypeAdapter(list[Fact])
 
 
 def canonical_json(data: Any) -> bytes:
@@ -29,6 +32,59 @@ def canonical_json(data: Any) -> bytes:
 
 def content_hash(data: Any) -> str:
     return hashlib.sha256(canonical_json(data)).hexdigest()
+
+
+# ----------------------------------------------------------------- one page of new rows
+
+
+class PendingSource:
+    """A source resource first seen in this page: a plain object, inserted with the page.
+
+    It has the attributes of ``models.SourceResource`` that the sync reads and
+    sets, so a second copy of the resource later in the same page finds it.
+    """
+
+    def __init__(self, site: str, resource_type: str, resource_id: str) -> None:
+        self.site = site
+        self.resource_type = resource_type
+        self.resource_id = resource_id
+        self.version = ""
+        self.patient_ref: str | None = None
+        self.raw = ""
+        self.catalog_version = ""
+        self.outcome = ""
+        self.last_seen_run = 0
+        self.updated_at = utcnow()
+
+
+class PageRows:
+    """The new source resources and facts of one page, inserted together.
+
+    An ORM object per row, flushed a few at a time, cost more than parsing,
+    validating and mapping the resource (bench/map_bench.py); one bulk INSERT
+    per table and page does the same work.  Rows go in in the order they were
+    produced; a resource whose facts are replaced again within the page
+    keeps only its last facts.  ``write`` belongs in the page's transaction.
+    """
+
+    def __init__(self) -> None:
+        self.sources: list[PendingSource] = []
+        self.facts: dict[str, list[dict[str, Any]]] = {}  # source_ref -> fact rows
+
+    def new_source(self, site: str, resource_type: str, resource_id: str) -> PendingSource:
+        source = PendingSource(site, resource_type, resource_id)
+        self.sources.append(source)
+        return source
+
+    def write(self, session: Session) -> None:
+        # Core executemany on the session's connection: no ORM bookkeeping per row.
+        connection = session.connection()
+        if self.sources:
+            connection.execute(sa.insert(models.SourceResource), [vars(source) for source in self.sources])
+        facts = [row for rows in self.facts.values() for row in rows]
+        if facts:
+            connection.execute(sa.insert(models.FactRow), facts)
+        self.sources, self.facts = [], {}
 
 
 # ----------------------------------------------------------------- facts
@@ -42,13 +98,15 @@ def replace_facts(
     *,
     known: bool = True,
     mark: bool = True,
+    page: PageRows | None = None,
 ) -> set[str]:
     """Swap the facts of one source resource; return the subjects touched.
 
     ``known=False`` says the resource was never stored, so there are no old
     facts to look up (the common case on a first sync: half the queries).
     ``mark=False`` leaves marking the touched subjects dirty to the caller,
-    who batches it per page.
+    who batches it per page.  With ``page`` the new rows wait there for the
+    page's bulk insert instead of becoming ORM objects.
     """
     touched: set[str] = set()
     if known:
@@ -64,17 +122,32 @@ def replace_facts(
                 models.FactRow.site == site, models.FactRow.source_ref == source_ref
             )
         )
-    for fact in facts:
-        session.add(
-            models.FactRow(
-                site=site,
-                subject_id=fact.subject_id,
-                source_ref=source_ref,
-                concept=fact.concept,
-                payload=fact.model_dump_json(),
+    if page is not None:
+        page.facts.pop(source_ref, None)  # replaced again within the page
+        if facts:
+            page.facts[source_ref] = [
+                {
+                    "site": site,
+                    "subject_id": fact.subject_id,
+                    "source_ref": source_ref,
+                    "concept": fact.concept,
+                    "payload": fact.model_dump_json(),
+                }
+                for fact in facts
+            ]
+            touched.update(fact.subject_id for fact in facts)
+    else:
+        for fact in facts:
+            session.add(
+                models.FactRow(
+                    site=site,
+                    subject_id=fact.subject_id,
+                    source_ref=source_ref,
+                    concept=fact.concept,
+                    payload=fact.model_dump_json(),
+                )
             )
-        )
-        touched.add(fact.subject_id)
+            touched.add(fact.subject_id)
     if mark:
         mark_dirty(session, site, touched)
     return touched
@@ -125,7 +198,8 @@ def subject_facts(session: Session, site: str, subject_id: str) -> list[Fact]:
         .where(models.FactRow.site == site, models.FactRow.subject_id == subject_id)
         .order_by(models.FactRow.id)
     )
-    return [Fact.model_validate_json(row) for row in rows]
+    # One JSON array, one call into pydantic-core, instead of one call per fact.
+    return _FACT_LIST.validate_json("[" + ",".join(rows) + "]")
 
 
 # ----------------------------------------------------------------- issues
@@ -221,21 +295,36 @@ def reconcile_records(
     }
     upserts = retractions = 0
     now = utcnow()
+    new_records: list[dict[str, Any]] = []
+    outbox: list[dict[str, Any]] = []
     for record_id in sorted(payloads):
         payload = payloads[record_id]
-        digest = content_hash(payload)
+        body = canonical_json(payload)  # serialized once: hash, stored record and outbox item
+        digest = hashlib.sha256(body).hexdigest()
         row = stored.get(record_id)
         if row is not None and not row.retracted and row.content_hash == digest:
             continue
+        record_type, text = payload["record_type"], body.decode()
         if row is None:
-            row = models.RecordRow(record_id=record_id, site=site, subject_id=subject_id)
-            session.add(row)
-        row.record_type = payload["record_type"]
-        row.content_hash = digest
-        row.payload = canonical_json(payload).decode()
-        row.retracted = False
-        row.updated_at = now
-        _enqueue(session, site, subject_id, record_id, row.record_type, "upsert", payload, digest)
+            new_records.append(
+                {
+                    "record_id": record_id,
+                    "site": site,
+                    "subject_id": subject_id,
+                    "record_type": record_type,
+                    "content_hash": digest,
+                    "payload": text,
+                    "retracted": False,
+                    "updated_at": now,
+                }
+            )
+        else:
+            row.record_type = record_type
+            row.content_hash = digest
+            row.payload = text
+            row.retracted = False
+            row.updated_at = now
+        outbox.append(_outbox_row(site, subject_id, record_id, record_type, "upsert", text, digest))
         upserts += 1
     for record_id, row in sorted(stored.items()):
         if record_id in payloads or row.retracted:
@@ -248,41 +337,46 @@ def reconcile_records(
             "subject_id": subject_id,
             "site": site,
         }
-        _enqueue(
-            session,
-            site,
-            subject_id,
-            record_id,
-            row.record_type,
-            "retract",
-            tombstone,
-            content_hash(tombstone),
+        body = canonical_json(tombstone)
+        outbox.append(
+            _outbox_row(
+                site,
+                subject_id,
+                record_id,
+                row.record_type,
+                "retract",
+                body.decode(),
+                hashlib.sha256(body).hexdigest(),
+            )
         )
         retractions += 1
+    # New records and outbox items in bulk (Core executemany, in order), not as ORM objects.
+    connection = session.connection()
+    if new_records:
+        connection.execute(sa.insert(models.RecordRow), new_records)
+    if outbox:
+        connection.execute(sa.insert(models.OutboxItem), outbox)
     return upserts, retractions
 
 
-def _enqueue(
-    session: Session,
+def _outbox_row(
     site: str,
     subject_id: str,
     record_id: str,
     record_type: str,
     operation: str,
-    payload: dict[str, Any],
+    payload: str,
     digest: str,
-) -> None:
-    session.add(
-        models.OutboxItem(
-            site=site,
-            subject_id=subject_id,
-            record_id=record_id,
-            record_type=record_type,
-            operation=operation,
-            payload=canonical_json(payload).decode(),
-            content_hash=digest,
-        )
-    )
+) -> dict[str, Any]:
+    return {
+        "site": site,
+        "subject_id": subject_id,
+        "record_id": record_id,
+        "record_type": record_type,
+        "operation": operation,
+        "payload": payload,
+        "content_hash": digest,
+    }
 
 
 def record_counts(session: Session, site: str | None = None) -> dict[str, int]:
