@@ -7,13 +7,18 @@ failed item waits with exponential backoff, and after ``max_attempts`` it also
 becomes a ``delivery_failed`` issue for a person to look at; it is never
 dropped.  Once a subject has an item waiting, its later items wait too, so a
 retraction can never overtake the upsert before it.
+
+When the sink reports an outage (the repository as a whole is unreachable,
+see ``adapter.sinks.base``) the pass ends after that batch: the rest of the
+backlog waits for the next pass instead of timing out item by item.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -34,6 +39,7 @@ class DrainSummary:
     failed: int = 0
     waiting: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
+    stopped: str | None = None  # why the pass ended early (an outage), else None
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -45,69 +51,168 @@ def drain(
     sessions: sessionmaker[Session],
     sink: Sink,
     *,
-    batch_size: int = 500,
+    batch_size: int | None = None,
     max_attempts: int = 5,
     now: Callable[[], dt.datetime] = utcnow,
 ) -> DrainSummary:
-    """Deliver every due outbox item; return what happened."""
+    """Deliver every due outbox item; return what happened.
+
+    ``batch_size`` defaults to what the sink asks for (``Sink.batch_size``).
+    """
+    size = batch_size if batch_size is not None else sink.batch_size
     summary = DrainSummary()
     blocked: set[tuple[str, str]] = set()
     last_id = 0
     while True:
         with sessions.begin() as session:
-            items = list(
-                session.scalars(
-                    sa.select(models.OutboxItem)
-                    .where(models.OutboxItem.delivered_at.is_(None), models.OutboxItem.id > last_id)
-                    .order_by(models.OutboxItem.id)
-                    .limit(batch_size)
-                )
-            )
+            items = _pending_after(session, last_id, size)
             if not items:
                 return summary
             last_id = items[-1].id
-            due = []
-            for item in items:
-                key = (item.site, item.subject_id)
-                not_yet = item.next_attempt_at is not None and _aware(item.next_attempt_at) > now()
-                if key in blocked or not_yet:
-                    blocked.add(key)
-                    summary.waiting += 1
-                    continue
-                due.append(item)
+            due = _due(items, blocked, now(), summary)
             if not due:
                 continue
-            batch = [
-                Delivery(
-                    item_id=item.id,
-                    record_id=item.record_id,
-                    record_type=item.record_type,
-                    subject_id=item.subject_id,
-                    operation="upsert" if item.operation == "upsert" else "retract",
-                    payload=orjson.loads(item.payload),
-                )
-                for item in due
-            ]
-            results = {result.item_id: result for result in sink.deliver(batch)}
+            results = {result.item_id: result for result in sink.deliver(deliveries(session, due))}
+            arrived: list[int] = []
             for item in due:
                 result = results.get(item.id)
                 key = (item.site, item.subject_id)
                 if result is not None and result.ok and key not in blocked:
                     if item.last_error is not None:
                         _resolve_failure(session, item)
-                    item.delivered_at = now()
-                    item.attempts += 1
+                    arrived.append(item.id)
                     summary.delivered += 1
                     summary.by_type[item.record_type] = summary.by_type.get(item.record_type, 0) + 1
                     continue
                 # A later item of a subject whose earlier item failed is re-sent
-                # after it, even if the sink took it now: order wins.
+                # after it, even if the sink took it now: order wins.  An item
+                # without a result was not tried; it waits without an attempt.
                 blocked.add(key)
                 if result is None or result.ok:
                     summary.waiting += 1
                     continue
                 _record_failure(session, item, result.error or "unknown error", max_attempts, now())
                 summary.failed += 1
+                if result.outage and summary.stopped is None:
+                    summary.stopped = result.error or "the repository is unavailable"
+            _acknowledge(session, arrived, now())
+            if summary.stopped is not None:
+                summary.waiting += _count_pending_after(session, last_id)
+                return summary
+
+
+def _acknowledge(session: Session, item_ids: Sequence[int], at: dt.datetime) -> None:
+    """Mark items delivered in one statement per chunk (a per-row ORM flush dominated large batches)."""
+    session.flush()
+    for chunk in _chunks(item_ids):
+        session.execute(
+            sa.update(models.OutboxItem)
+            .where(models.OutboxItem.id.in_(chunk))
+            .values(delivered_at=at, attempts=models.OutboxItem.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def due_deliveries(
+    sessions: sessionmaker[Session], *, limit: int = 50, now: Callable[[], dt.datetime] = utcnow
+) -> list[Delivery]:
+    """The next items a drain would send, in order, as the sink would get them (for ``push --dry-run``)."""
+    found: list[Delivery] = []
+    blocked: set[tuple[str, str]] = set()
+    last_id = 0
+    with sessions() as session:
+        while len(found) < limit:
+            items = _pending_after(session, last_id, 500)
+            if not items:
+                break
+            last_id = items[-1].id
+            due = _due(items, blocked, now(), DrainSummary())
+            found += deliveries(session, due[: limit - len(found)])
+    return found
+
+
+def deliveries(session: Session, items: Sequence[models.OutboxItem]) -> list[Delivery]:
+    """Outbox rows as the sink sees them; a retraction carries the record it withdraws."""
+    previous = _withdrawn_records(session, [item for item in items if item.operation == "retract"])
+    return [
+        Delivery(
+            item_id=item.id,
+            record_id=item.record_id,
+            record_type=item.record_type,
+            subject_id=item.subject_id,
+            operation="upsert" if item.operation == "upsert" else "retract",
+            payload=orjson.loads(item.payload),
+            previous=previous.get(item.id),
+            enqueued_at=_aware(item.created_at) if item.created_at is not None else None,
+        )
+        for item in items
+    ]
+
+
+def _withdrawn_records(
+    session: Session, retractions: Sequence[models.OutboxItem]
+) -> dict[int, dict[str, Any]]:
+    """For each retraction, the payload of the last upsert of its record enqueued before it.
+
+    One query per batch: the outbox has no index on record id, and
+    retractions are few, so a single scan beats one lookup per item.
+    """
+    if not retractions:
+        return {}
+    wanted = sorted({item.record_id for item in retractions})
+    upserts: dict[str, list[tuple[int, str]]] = {}
+    for chunk in _chunks(wanted):
+        rows = session.execute(
+            sa.select(models.OutboxItem.id, models.OutboxItem.record_id, models.OutboxItem.payload)
+            .where(models.OutboxItem.operation == "upsert", models.OutboxItem.record_id.in_(chunk))
+            .order_by(models.OutboxItem.id)
+        )
+        for item_id, record_id, payload in rows:
+            upserts.setdefault(record_id, []).append((item_id, payload))
+    found: dict[int, dict[str, Any]] = {}
+    for item in retractions:
+        before = [payload for item_id, payload in upserts.get(item.record_id, []) if item_id < item.id]
+        if before:
+            found[item.id] = orjson.loads(before[-1])
+    return found
+
+
+def _pending_after(session: Session, last_id: int, limit: int) -> list[models.OutboxItem]:
+    return list(
+        session.scalars(
+            sa.select(models.OutboxItem)
+            .where(models.OutboxItem.delivered_at.is_(None), models.OutboxItem.id > last_id)
+            .order_by(models.OutboxItem.id)
+            .limit(limit)
+        )
+    )
+
+
+def _count_pending_after(session: Session, last_id: int) -> int:
+    return int(
+        session.scalar(
+            sa.select(sa.func.count()).where(
+                models.OutboxItem.delivered_at.is_(None), models.OutboxItem.id > last_id
+            )
+        )
+        or 0
+    )
+
+
+def _due(
+    items: Sequence[models.OutboxItem], blocked: set[tuple[str, str]], at: dt.datetime, summary: DrainSummary
+) -> list[models.OutboxItem]:
+    """Items whose backoff has passed and whose subject has nothing waiting before them."""
+    due = []
+    for item in items:
+        key = (item.site, item.subject_id)
+        not_yet = item.next_attempt_at is not None and _aware(item.next_attempt_at) > at
+        if key in blocked or not_yet:
+            blocked.add(key)
+            summary.waiting += 1
+            continue
+        due.append(item)
+    return due
 
 
 def _record_failure(
@@ -139,6 +244,93 @@ def _resolve_failure(session: Session, item: models.OutboxItem) -> None:
         row.status, row.resolved_at = "resolved", utcnow()
 
 
+def _chunks(values: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
+    """Slices small enough for any SQLite's limit on bound parameters (999 before 3.32)."""
+    return [values[start : start + size] for start in range(0, len(values), size)]
+
+
 def _aware(moment: dt.datetime) -> dt.datetime:
     """SQLite returns naive datetimes for timezone-aware columns: they are UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+# ----------------------------------------------------------------- the backlog, for people
+
+
+@dataclass(frozen=True)
+class FailingItem:
+    item_id: int
+    site: str
+    subject_id: str
+    record_type: str
+    record_id: str
+    operation: str
+    attempts: int
+    next_attempt_at: dt.datetime | None
+    last_error: str
+
+
+@dataclass(frozen=True)
+class OutboxReport:
+    """What ``trial-adapter outbox`` shows: how much is owed, what keeps failing, since when."""
+
+    pending: int
+    failing: int
+    delivered: int
+    oldest_pending_at: dt.datetime | None
+    last_delivered_at: dt.datetime | None
+    pending_by_type: dict[str, dict[str, int]]
+    failures: list[FailingItem]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("oldest_pending_at", "last_delivered_at"):
+            data[key] = _iso(data[key])
+        for failure in data["failures"]:
+            failure["next_attempt_at"] = _iso(failure["next_attempt_at"])
+        return data
+
+
+def outbox_report(session: Session, *, failures: int = 20) -> OutboxReport:
+    item = models.OutboxItem
+    pending = item.delivered_at.is_(None)
+    by_type: dict[str, dict[str, int]] = {}
+    for record_type, operation, count in session.execute(
+        sa.select(item.record_type, item.operation, sa.func.count())
+        .where(pending)
+        .group_by(item.record_type, item.operation)
+    ):
+        by_type.setdefault(record_type, {})[operation] = int(count)
+    failing_rows = session.scalars(
+        sa.select(item).where(pending, item.last_error.is_not(None)).order_by(item.id).limit(failures)
+    )
+    oldest = session.scalar(sa.select(sa.func.min(item.created_at)).where(pending))
+    last = session.scalar(sa.select(sa.func.max(item.delivered_at)))
+    return OutboxReport(
+        pending=sum(sum(ops.values()) for ops in by_type.values()),
+        failing=int(
+            session.scalar(sa.select(sa.func.count()).where(pending, item.last_error.is_not(None))) or 0
+        ),
+        delivered=int(session.scalar(sa.select(sa.func.count()).where(item.delivered_at.is_not(None))) or 0),
+        oldest_pending_at=_aware(oldest) if oldest else None,
+        last_delivered_at=_aware(last) if last else None,
+        pending_by_type=by_type,
+        failures=[
+            FailingItem(
+                item_id=row.id,
+                site=row.site,
+                subject_id=row.subject_id,
+                record_type=row.record_type,
+                record_id=row.record_id,
+                operation=row.operation,
+                attempts=row.attempts,
+                next_attempt_at=_aware(row.next_attempt_at) if row.next_attempt_at else None,
+                last_error=row.last_error or "",
+            )
+            for row in failing_rows
+        ],
+    )
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment is not None else None

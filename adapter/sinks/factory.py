@@ -1,12 +1,34 @@
-"""Name -> sink: the config's [repository] kind picks the writer."""
+"""Name -> sink: the config's ``[repository]`` kind picks the writer (cumulus-etl ``formats/factory.py``)."""
 
 from __future__ import annotations
 
-from adapter.config import RepositoryConfig
+from adapter.config import FileRepository, RepositoryConfig
+from adapter.sinks import settings
 from adapter.sinks.base import Sink
+from adapter.sinks.fhir import FhirSink
 from adapter.sinks.file import FileSink
+from adapter.sinks.http import HttpSink
+from adapter.sinks.redcap import RedcapSink
 
 
 def make_sink(repository: RepositoryConfig) -> Sink:
-    """The sink the config asks for (only ``file`` so far; see issue 6 for the rest)."""
-    return FileSink(repository.path)
+    """The sink the config asks for.
+
+    Network sinks read their credentials on first use, so building one (for
+    ``push --dry-run``, say) needs no token; a missing token surfaces as a
+    ConfigError on the first delivery.
+    """
+    if isinstance(repository, FileRepository):
+        return FileSink(repository.path)
+    if isinstance(repository, settings.HttpRepository):
+        return HttpSink(repository)
+    if isinstance(repository, settings.FhirRepository):
+        return FhirSink(repository)
+    return RedcapSink(repository)
+
+
+def describe(repository: RepositoryConfig) -> str:
+    """Where the records go, for people: the folder or the URL."""
+    if isinstance(repository, FileRepository):
+        return str(repository.path)
+    return repository.url

@@ -50,3 +50,31 @@ def test_unwritable_folder_reports_failure_not_exception(tmp_path: Path) -> None
     results = FileSink(blocker / "repo").deliver([item(1)])
     assert [r.ok for r in results] == [False]
     assert results[0].error and "cannot write" in results[0].error
+
+
+def test_a_file_changed_behind_the_sinks_back_is_read_again(tmp_path: Path) -> None:
+    sink = FileSink(tmp_path)
+    sink.deliver([item(1), item(2, record_id="r2")])
+    # Someone restores an older copy of the file between two batches of one drain.
+    (tmp_path / "Transplant.ndjson").write_bytes(
+        orjson.dumps({"record_id": "r9", "subject_id": "S-0"}) + b"\n"
+    )
+    sink.deliver([item(3, record_id="r3")])
+    assert [r["record_id"] for r in lines(tmp_path)] == ["r9", "r3"]
+    manifest = orjson.loads((tmp_path / "manifest.json").read_bytes())
+    assert manifest["files"]["Transplant.ndjson"]["records"] == 2
+
+
+def test_many_batches_give_the_same_bytes_as_one(tmp_path: Path) -> None:
+    batch = [item(n, record_id=f"r{n % 7}", value=n) for n in range(1, 60)]
+    one, many = FileSink(tmp_path / "one"), FileSink(tmp_path / "many")
+    one.deliver(batch)
+    for start in range(0, len(batch), 5):
+        many.deliver(batch[start : start + 5])
+    assert (tmp_path / "one" / "Transplant.ndjson").read_bytes() == (
+        tmp_path / "many" / "Transplant.ndjson"
+    ).read_bytes()
+    assert (
+        orjson.loads((tmp_path / "one" / "manifest.json").read_bytes())["files"]
+        == orjson.loads((tmp_path / "many" / "manifest.json").read_bytes())["files"]
+    )

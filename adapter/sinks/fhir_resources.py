@@ -1,0 +1,452 @@
+"""Protocol records as FHIR R4 resources: what a FHIR-literate reader expects to find.
+
+Pure functions from a pseudonymized record (``adapter.protocol.records``, as
+JSON) to resources; ``adapter.sinks.fhir`` puts them into transaction
+Bundles.  The choices, and why, are in docs/fhir-sink.md:
+
+=====================  ==========================  ============================================
+record                 resource                    main element
+=====================  ==========================  ============================================
+EligibilityAssessment  Observation                 valueCodeableConcept met / not_met / unknown,
+                                                   one ``component`` per criterion,
+                                                   ``effectivePeriod`` = the screening window
+Reconstitution         Observation (laboratory)    components WBC (LOINC 6690-2), PLT (777-3)
+MrdResult              Observation (laboratory)    valueQuantity with comparator
+StemCellCollection     Procedure                   performedPeriod (first to last apheresis)
+Transplant             Procedure                   performedDateTime = day 0
+TreatmentCycle         MedicationAdministration    effectivePeriod, dosage.dose = total dose
+=====================  ==========================  ============================================
+
+Every resource carries the record id as an ``identifier`` (what conditional
+update matches on), refers to the subject's pseudonymous Patient, and gets a
+Provenance with the keyed hashes of its source resources and the mapping
+catalog version.  Nothing here knows a name, an MRN or a site resource id:
+the record is already pseudonymized when it arrives (``adapter.privacy``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import urllib.parse
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from adapter import __version__
+
+# https://terminology.hl7.org: code systems every FHIR reader knows.
+UCUM = "http://unitsofmeasure.org"
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+CPT = "http://www.ama-assn.org/go/cpt"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+DATA_ABSENT_REASON = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+SECURITY_INTEGRITY = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
+CLINICALTRIALS_GOV = "https://clinicaltrials.gov"
+
+# Stable fullUrls and Provenance ids: the same record gives the same Bundle.
+FULL_URL_NAMESPACE = uuid.UUID("0b6f7a0e-3f7d-5a43-9c3e-2d8f4b1c6e55")
+
+RETRACTED_STATUS = "entered-in-error"
+
+
+class NotExpressible(ValueError):
+    """A record that cannot be written as FHIR (unknown type, missing field): the item fails."""
+
+
+@dataclass(frozen=True)
+class Systems:
+    """The identifier, code and extension systems, under one configurable prefix.
+
+    A ``urn:`` prefix is joined with ``:``, an ``https://`` one with ``/``,
+    so a repository with its own canonical URL gets resolvable-looking
+    systems and extensions (``<base>/StructureDefinition/<name>``).
+    """
+
+    base: str
+
+    def _join(self, *parts: str) -> str:
+        separator = ":" if self.base.startswith("urn:") else "/"
+        return separator.join((self.base, *parts))
+
+    @property
+    def record_id(self) -> str:
+        return self._join("record-id")
+
+    @property
+    def subject_id(self) -> str:
+        return self._join("subject-id")
+
+    @property
+    def study_id(self) -> str:
+        return self._join("study-id")
+
+    @property
+    def codes(self) -> str:
+        return self._join("codes")
+
+    @property
+    def criterion_status(self) -> str:
+        return self._join("criterion-status")
+
+    @property
+    def source_hash(self) -> str:
+        return self._join("source-hash")
+
+    @property
+    def site(self) -> str:
+        return self._join("site")
+
+    def catalog(self, version: str) -> str:
+        return self._join("catalog", version)
+
+    def extension(self, name: str) -> str:
+        if self.base.startswith("urn:"):
+            return self._join("extension", name)
+        return self._join("StructureDefinition", name)
+
+
+# ----------------------------------------------------------------- identity
+
+
+def full_url(resource_type: str, system: str, value: str) -> str:
+    """A stable ``urn:uuid`` for a resource known by identifier, for references inside a Bundle."""
+    return f"urn:uuid:{uuid.uuid5(FULL_URL_NAMESPACE, f'{resource_type}|{system}|{value}')}"
+
+
+def search_token(system: str, value: str) -> str:
+    """``identifier=system|value`` for a conditional URL (https://hl7.org/fhir/R4/search.html#token)."""
+    return "identifier=" + urllib.parse.quote(f"{system}|{value}", safe=":/|")
+
+
+def fixed_id(resource_type: str, system: str, value: str) -> str:
+    """A server id derived from an identifier, for resources written by ``PUT Type/id``.
+
+    The ``ta-`` prefix keeps it from ever being all digits, which servers
+    such as HAPI reserve for ids they assign themselves.
+    """
+    return f"ta-{uuid.uuid5(FULL_URL_NAMESPACE, f'{resource_type}|{system}|{value}')}"
+
+
+def provenance_id(record_id: str) -> str:
+    """The Provenance of a record has a fixed id, so re-delivering replaces it instead of adding one."""
+    return fixed_id("Provenance", "record", record_id)
+
+
+def resource_type_of(record_type: str) -> str:
+    try:
+        return RESOURCE_TYPES[record_type]
+    except KeyError:
+        raise NotExpressible(f"record type {record_type!r} has no FHIR mapping") from None
+
+
+# ----------------------------------------------------------------- the subject
+
+
+def patient(subject_id: str, systems: Systems) -> dict[str, Any]:
+    """The pseudonymous Patient a ResearchSubject must point to: a trial subject id and nothing else."""
+    return {
+        "resourceType": "Patient",
+        "meta": {"security": [{"system": SECURITY_INTEGRITY, "code": "PSEUDED", "display": "pseudonymized"}]},
+        "identifier": [{"system": systems.subject_id, "value": subject_id}],
+    }
+
+
+def study_identifier(study: str, systems: Systems) -> tuple[str, str]:
+    """ClinicalTrials.gov ids (NCT...) under the registry's own system, anything else under ours."""
+    return (CLINICALTRIALS_GOV if study.startswith("NCT") else systems.study_id), study
+
+
+def research_study(study: str, systems: Systems) -> dict[str, Any]:
+    system, value = study_identifier(study, systems)
+    return {
+        "resourceType": "ResearchStudy",
+        "identifier": [{"system": system, "value": value}],
+        "status": "active",
+    }
+
+
+def research_subject(subject_id: str, study_ref: str, patient_ref: str, systems: Systems) -> dict[str, Any]:
+    return {
+        "resourceType": "ResearchSubject",
+        "identifier": [{"system": systems.subject_id, "value": subject_id}],
+        "status": "on-study",
+        "study": {"reference": study_ref},
+        "individual": {"reference": patient_ref},
+    }
+
+
+# ----------------------------------------------------------------- records
+
+
+def record_resource(
+    record: dict[str, Any], systems: Systems, patient_ref: str, *, retracted: bool = False
+) -> dict[str, Any]:
+    """The resource for one record; ``retracted`` keeps its content and marks it entered-in-error."""
+    record_type = str(record.get("record_type"))
+    build = BUILDERS.get(record_type)
+    if build is None:
+        raise NotExpressible(f"record type {record_type!r} has no FHIR mapping")
+    try:
+        resource = build(record, systems)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise NotExpressible(
+            f"{record_type} {record.get('record_id')}: cannot express as FHIR ({exc!r})"
+        ) from exc
+    resource["identifier"] = [{"system": systems.record_id, "value": record["record_id"]}]
+    resource["subject"] = {"reference": patient_ref}
+    if record.get("day_from_transplant") is not None:
+        _extend(resource, systems, "day-from-transplant", valueInteger=record["day_from_transplant"])
+    if retracted:
+        resource["status"] = RETRACTED_STATUS
+    return resource
+
+
+def provenance(
+    record: dict[str, Any],
+    target_url: str,
+    systems: Systems,
+    recorded: dt.datetime,
+    *,
+    retracted: bool = False,
+) -> dict[str, Any]:
+    """Who made the record from what: source hashes as entities, the catalog version as policy.
+
+    https://hl7.org/fhir/R4/provenance.html: ``entity.what`` holds a
+    Reference by identifier only (the keyed hash); the site's resources stay
+    at the site.  ``activity`` is v3 DataOperation UPDATE, or NULLIFY for a
+    retraction.
+    """
+    resource: dict[str, Any] = {
+        "resourceType": "Provenance",
+        "id": provenance_id(record["record_id"]),
+        "target": [{"reference": target_url}],
+        "recorded": recorded.astimezone(dt.UTC).isoformat(timespec="milliseconds"),
+        "policy": [systems.catalog(str(record.get("catalog_version", "unknown")))],
+        "activity": {"coding": [{"system": DATA_OPERATION, "code": "NULLIFY" if retracted else "UPDATE"}]},
+        "agent": [
+            {
+                "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "assembler"}]},
+                "who": {
+                    "identifier": {"system": systems.site, "value": str(record.get("site", "unknown"))},
+                    "display": f"trial-adapter {__version__}",
+                },
+            }
+        ],
+    }
+    entities = [
+        {"role": "source", "what": {"identifier": {"system": systems.source_hash, "value": source}}}
+        for source in sorted(set(_evidence(record)))
+    ]
+    if entities:
+        resource["entity"] = entities
+    return resource
+
+
+def _evidence(record: dict[str, Any]) -> list[str]:
+    found = list(record.get("evidence") or ())
+    for criterion in record.get("criteria") or ():
+        found += criterion.get("evidence") or ()
+    return [str(h) for h in found]
+
+
+def _code(systems: Systems, code: str, display: str, *standard: dict[str, str]) -> dict[str, Any]:
+    """Our own code, after the standard codings a reader searches by.
+
+    Standard codes are only those the terminology catalog verified
+    (../shared/protocol/CATALOG.md); none is guessed.
+    """
+    coding = [*standard, {"system": systems.codes, "code": code, "display": display}]
+    return {"coding": coding, "text": display}
+
+
+def _extend(resource: dict[str, Any], systems: Systems, name: str, **value: Any) -> None:
+    resource.setdefault("extension", []).append({"url": systems.extension(name), **value})
+
+
+def _quantity(value: float, unit: str | None, comparator: str | None = None) -> dict[str, Any]:
+    quantity: dict[str, Any] = {"value": value}
+    if comparator:
+        quantity["comparator"] = comparator
+    if unit:
+        quantity.update(unit=unit, system=UCUM, code=unit)
+    return quantity
+
+
+def _absent() -> dict[str, Any]:
+    return {"coding": [{"system": DATA_ABSENT_REASON, "code": "unknown"}]}
+
+
+def _laboratory() -> list[dict[str, Any]]:
+    return [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "laboratory"}]}]
+
+
+def _status(systems: Systems, status: str, reason: str | None = None) -> dict[str, Any]:
+    concept: dict[str, Any] = {"coding": [{"system": systems.criterion_status, "code": status}]}
+    if reason:
+        concept["text"] = reason
+    return concept
+
+
+def _eligibility(record: dict[str, Any], systems: Systems) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": _code(systems, "eligibility-organ-function", "Organ function eligibility"),
+    }
+    if record.get("window_start") and record.get("anchor_date"):
+        resource["effectivePeriod"] = {"start": record["window_start"], "end": record["anchor_date"]}
+    elif record.get("anchor_date"):
+        resource["effectiveDateTime"] = record["anchor_date"]
+    resource["valueCodeableConcept"] = _status(systems, record["overall"])
+    components = []
+    for criterion in record["criteria"]:
+        component: dict[str, Any] = {
+            "code": _code(systems, criterion["criterion"], criterion["rule"]),
+            "interpretation": [_status(systems, criterion["status"], criterion.get("reason"))],
+            "referenceRange": [{"text": criterion["rule"]}],
+        }
+        if criterion.get("value") is not None:
+            component["valueQuantity"] = _quantity(criterion["value"], criterion.get("unit"))
+        else:
+            component["dataAbsentReason"] = _absent()
+        if criterion.get("date"):
+            component["extension"] = [
+                {"url": systems.extension("criterion-date"), "valueDate": criterion["date"]}
+            ]
+        components.append(component)
+    resource["component"] = components
+    _extend(resource, systems, "eligibility-anchor", valueCode=record["anchor"])
+    return resource
+
+
+def _reconstitution(record: dict[str, Any], systems: Systems) -> dict[str, Any]:
+    def count(loinc: str, display: str, value: float) -> dict[str, Any]:
+        return {
+            "code": {"coding": [{"system": LOINC, "code": loinc, "display": display}], "text": display},
+            "valueQuantity": _quantity(value, "10*9/L"),
+        }
+
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": _laboratory(),
+        "code": _code(
+            systems, "haematological-reconstitution", "Haematological reconstitution after transplant"
+        ),
+        "effectiveDateTime": record["date"],
+        "component": [
+            count("6690-2", "Leukocytes [#/volume] in Blood by Automated count", record["wbc"]),
+            count("777-3", "Platelets [#/volume] in Blood by Automated count", record["plt"]),
+        ],
+    }
+
+
+MRD_CODES = {
+    "flow_cytometry": ("mrd-flow-cytometry", "Minimal residual disease by flow cytometry"),
+    "igh_ngs": ("mrd-igh-ngs", "Minimal residual disease by IgH next-generation sequencing"),
+}
+
+
+def _mrd(record: dict[str, Any], systems: Systems) -> dict[str, Any]:
+    code, display = MRD_CODES[record["method"]]
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": _laboratory(),
+        "code": _code(systems, code, display),
+        "effectiveDateTime": record["date"],
+    }
+    if record.get("value") is not None:
+        resource["valueQuantity"] = _quantity(record["value"], record.get("unit"), record.get("comparator"))
+    else:
+        resource["dataAbsentReason"] = _absent()
+    return resource
+
+
+def _collection(record: dict[str, Any], systems: Systems) -> dict[str, Any]:
+    dates = sorted(record["dates"]) or [record["first_date"]]
+    resource: dict[str, Any] = {
+        "resourceType": "Procedure",
+        "status": "completed",
+        "code": _code(
+            systems,
+            "stem-cell-collection",
+            "Peripheral blood stem cell collection (apheresis)",
+            {"system": CPT, "code": "38206"},
+        ),
+        "performedPeriod": {"start": dates[0], "end": dates[-1]},
+    }
+    for day in dates:
+        _extend(resource, systems, "collection-date", valueDate=day)
+    if record.get("days_after_pre_transplant_cycle") is not None:
+        _extend(
+            resource,
+            systems,
+            "days-after-pre-transplant-cycle",
+            valueInteger=record["days_after_pre_transplant_cycle"],
+        )
+    for flag in record.get("flags") or ():
+        _extend(resource, systems, "protocol-flag", valueCode=flag)
+    return resource
+
+
+def _transplant(record: dict[str, Any], systems: Systems) -> dict[str, Any]:
+    return {
+        "resourceType": "Procedure",
+        "status": "completed",
+        "code": _code(
+            systems,
+            f"{record.get('transplant_type', 'autologous')}-hsct",
+            "Autologous haematopoietic stem cell transplant (day 0)",
+            {
+                "system": SNOMED,
+                "code": "709115004",
+                "display": "Transplantation of autologous hematopoietic stem cell (procedure)",
+            },
+        ),
+        "performedDateTime": record["day0"],
+    }
+
+
+def _cycle(record: dict[str, Any], systems: Systems) -> dict[str, Any]:
+    drug = str(record.get("drug") or "blinatumomab")
+    resource: dict[str, Any] = {
+        "resourceType": "MedicationAdministration",
+        "status": "completed",
+        "medicationCodeableConcept": _code(systems, drug, drug, *STANDARD_DRUG_CODES.get(drug, ())),
+        "effectivePeriod": {"start": record["start"], "end": record["end"]},
+    }
+    if record.get("total_dose_mcg") is not None:
+        resource["dosage"] = {"dose": _quantity(record["total_dose_mcg"], "ug")}
+    _extend(resource, systems, "cycle-phase", valueCode=record["phase"])
+    _extend(resource, systems, "cycle-number", valueInteger=record["number"])
+    _extend(resource, systems, "infused-days", valueDecimal=record["infused_days"])
+    _extend(resource, systems, "calendar-days", valueInteger=record["calendar_days"])
+    _extend(resource, systems, "administrations", valueInteger=record["administrations"])
+    for flag in record.get("flags") or ():
+        _extend(resource, systems, "protocol-flag", valueCode=flag)
+    return resource
+
+
+STANDARD_DRUG_CODES = {"blinatumomab": ({"system": RXNORM, "code": "1597258", "display": "blinatumomab"},)}
+
+BUILDERS = {
+    "EligibilityAssessment": _eligibility,
+    "Reconstitution": _reconstitution,
+    "MrdResult": _mrd,
+    "StemCellCollection": _collection,
+    "Transplant": _transplant,
+    "TreatmentCycle": _cycle,
+}
+RESOURCE_TYPES = {
+    "EligibilityAssessment": "Observation",
+    "Reconstitution": "Observation",
+    "MrdResult": "Observation",
+    "StemCellCollection": "Procedure",
+    "Transplant": "Procedure",
+    "TreatmentCycle": "MedicationAdministration",
+}
