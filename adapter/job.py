@@ -1,26 +1,38 @@
 """The main job: sync every configured site, then drain the outbox.
 
-The CLI's ``sync --once`` and ``demo`` call this, and so will the scheduler:
-one function, so what a site IT team tests by hand is what runs unattended.
+The CLI's ``sync --once`` and ``demo`` call ``run_once``; the scheduler calls
+its two halves, ``sync_locked`` per site and ``deliver_outbox``, as separate
+jobs.  One code path, so what a site IT team tests by hand is what runs
+unattended.  Both halves run under a lock (``adapter.locks``): a second
+adapter process on the same database skips a site that is being synced
+instead of racing it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import delivery
+from adapter import delivery, locks
 from adapter.fhir import factory as source_factory
 from adapter.sinks import factory
-from adapter.store import db
-from adapter.sync import Progress, SiteSetup, SyncSummary, sync_site
+from adapter.store import db, models
+from adapter.store.models import utcnow
+from adapter.sync import Progress, SiteSetup, StopCheck, SyncSummary, sync_site
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class JobResult:
     syncs: list[SyncSummary]
     delivery: delivery.DrainSummary | None
+    busy: list[str] = field(default_factory=list)  # sites (or the outbox) another process held
 
 
 def expected_lines(sites: Sequence[config_mod.SiteConfig]) -> int:
@@ -35,10 +47,72 @@ def run_once(
     full: bool = False,
     deliver: bool = True,
     progress: Progress | None = None,
+    should_stop: StopCheck | None = None,
 ) -> JobResult:
     """Sync ``sites`` (all files loaded and checked first), then deliver."""
     setups = [SiteSetup.load(config, site) for site in sites]  # fail fast, before any state changes
     sessions = db.open_store(config.store.url)
-    syncs = [sync_site(setup, sessions, full=full, progress=progress) for setup in setups]
-    drained = delivery.drain(sessions, factory.make_sink(config.repository)) if deliver else None
-    return JobResult(syncs=syncs, delivery=drained)
+    result = JobResult(syncs=[], delivery=None)
+    for setup in setups:
+        summary = sync_locked(setup, sessions, full=full, progress=progress, should_stop=should_stop)
+        if summary is None:
+            result.busy.append(setup.site.id)
+        else:
+            result.syncs.append(summary)
+    if deliver:
+        result.delivery = deliver_outbox(config, sessions)
+        if result.delivery is None:
+            result.busy.append(locks.OUTBOX)
+    return result
+
+
+def sync_locked(
+    setup: SiteSetup,
+    sessions: sessionmaker[Session],
+    *,
+    full: bool = False,
+    progress: Progress | None = None,
+    should_stop: StopCheck | None = None,
+) -> SyncSummary | None:
+    """One pass of one site under its lock; None when another process holds the lock.
+
+    The pass also stops (after the current page) when the lock is lost, e.g.
+    a lease taken over after a long stall, so two holders never write at once.
+    """
+    site_id = setup.site.id
+    lock = locks.try_acquire(sessions, site_id)
+    if lock is None:
+        log.warning("site is being synced by another process; skipped", extra={"site": site_id})
+        return None
+    asked = should_stop or (lambda: False)
+    with lock:
+        _close_interrupted_runs(sessions, site_id)
+        return sync_site(
+            setup, sessions, full=full, progress=progress, should_stop=lambda: asked() or lock.lost
+        )
+
+
+def deliver_outbox(
+    config: config_mod.Config, sessions: sessionmaker[Session]
+) -> delivery.DrainSummary | None:
+    """Drain the outbox into the trial repository; None when another process is draining it."""
+    lock = locks.try_acquire(sessions, locks.OUTBOX)
+    if lock is None:
+        log.warning("the outbox is being delivered by another process; skipped")
+        return None
+    with lock:
+        return delivery.drain(sessions, factory.make_sink(config.repository))
+
+
+def _close_interrupted_runs(sessions: sessionmaker[Session], site_id: str) -> None:
+    """Runs still marked running while we hold the site's lock died mid-pass (kill -9, power cut).
+
+    Marking them ``interrupted`` keeps ``status`` truthful; their committed
+    pages stay, and this pass resumes from them.
+    """
+    with sessions.begin() as session:
+        session.execute(
+            sa.update(models.SyncRun)
+            .where(models.SyncRun.site == site_id, models.SyncRun.outcome == "running")
+            .values(outcome="interrupted", finished_at=utcnow())
+        )
