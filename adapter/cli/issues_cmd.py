@@ -8,10 +8,9 @@ import sqlalchemy as sa
 import typer
 from rich.table import Table
 
-from adapter import errors
+from adapter import errors, fixes
 from adapter.cli import common
-from adapter.store import db, models, state
-from adapter.store.models import utcnow
+from adapter.store import db, models
 
 app = typer.Typer(help="List, show and ignore mapping issues.", no_args_is_help=True)
 
@@ -93,17 +92,6 @@ def ignore_issue(
 ) -> None:
     """Mark an issue as needing no fix; the reason is required and audited."""
     with common.reported_errors():
-        if not reason.strip():
-            errors.fatal("--reason must say why the issue needs no fix", errors.EXIT_USAGE)
         config = common.load_config(config_path)
-        sessions = db.open_store(config.store.url)
-        with sessions.begin() as session:
-            row = session.get(models.IssueRow, key)
-            if row is None:
-                errors.fatal(f"no issue with key {key!r}; `trial-adapter issues list` shows the keys", 1)
-            before = row.status
-            row.status, row.reason, row.resolved_at = "ignored", reason.strip(), utcnow()
-            state.audit(
-                session, actor, "issue.ignore", key, before=before, after="ignored", reason=reason.strip()
-            )
-        common.console.print(f"ignored {key}")
+        result = fixes.ignore_issue(db.open_store(config.store.url), key, reason, actor=actor)
+        common.console.print(result.summary, highlight=False)

@@ -1,0 +1,117 @@
+"""``trial-adapter map``: the console's one-step fixes on the command line.
+
+Each subcommand calls the same ``adapter.fixes`` function as the console:
+write the site override, re-map the stored resources, resolve what the fix
+resolves, audit it, and report how many protocol records changed.
+``--deliver`` (default) then drains the outbox, like ``remap``.
+"""
+
+from __future__ import annotations
+
+import getpass
+from typing import Annotated
+
+import typer
+
+from adapter import config as config_mod
+from adapter import delivery, fixes
+from adapter.cli import common
+from adapter.sinks import factory
+from adapter.store import db
+
+app = typer.Typer(help="Fix mapping issues: map codes and units, ignore codes, undo.", no_args_is_help=True)
+
+SiteArgument = Annotated[str, typer.Option("--site", "-s", help="The site whose override file to change.")]
+DeliverOption = Annotated[bool, typer.Option("--deliver/--no-deliver", help="Drain the outbox afterwards.")]
+ActorOption = Annotated[str | None, typer.Option("--as", help="Who is doing this, for the audit log.")]
+
+
+def _actor(given: str | None) -> str:
+    if given:
+        return given
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _report(config: config_mod.Config, result: fixes.FixResult, deliver: bool) -> None:
+    common.console.print(result.summary, highlight=False, soft_wrap=True)
+    if result.records_by_type:
+        common.console.print(
+            "  " + ", ".join(f"{t} × {n}" for t, n in result.records_by_type.items()), highlight=False
+        )
+    for key in result.issues_resolved:
+        common.console.print(f"  resolved {key}", highlight=False, soft_wrap=True)
+    for key in result.issues_opened:
+        common.console.print(f"  opened   {key}", highlight=False, soft_wrap=True)
+    common.console.print(f"audit entry {result.audit_id} (undo: trial-adapter map undo {result.audit_id})")
+    if deliver and result.records_changed:
+        drained = delivery.drain(db.open_store(config.store.url), factory.make_sink(config.repository))
+        common.console.print(f"Delivered {drained.delivered} change(s).")
+
+
+@app.command("code")
+def map_code(
+    code: Annotated[str, typer.Argument(help='The local code, "system|code".')],
+    concept: Annotated[str, typer.Argument(help="A concept id from concepts.toml, e.g. creatinine.")],
+    site: SiteArgument,
+    config_path: common.ConfigOption = common.DEFAULT_CONFIG,
+    deliver: DeliverOption = True,
+    actor: ActorOption = None,
+) -> None:
+    """Map a site's local code to a catalog concept, re-map, and report."""
+    with common.reported_errors():
+        config = common.load_config(config_path)
+        sessions = db.open_store(config.store.url)
+        result = fixes.map_code(config, sessions, site, code, concept, actor=_actor(actor))
+        _report(config, result, deliver)
+
+
+@app.command("unit")
+def map_unit(
+    spelling: Annotated[str, typer.Argument(help="The unit as the site spells it, e.g. umol/l.")],
+    ucum: Annotated[str, typer.Argument(help="The UCUM unit it means, e.g. umol/L.")],
+    site: SiteArgument,
+    config_path: common.ConfigOption = common.DEFAULT_CONFIG,
+    deliver: DeliverOption = True,
+    actor: ActorOption = None,
+) -> None:
+    """Read a site's unit spelling as a UCUM unit, re-map, and report."""
+    with common.reported_errors():
+        config = common.load_config(config_path)
+        sessions = db.open_store(config.store.url)
+        result = fixes.map_unit(config, sessions, site, spelling, ucum, actor=_actor(actor))
+        _report(config, result, deliver)
+
+
+@app.command("ignore-code")
+def ignore_code(
+    code: Annotated[str, typer.Argument(help='The local code, "system|code".')],
+    site: SiteArgument,
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why it is not a protocol concept.")],
+    config_path: common.ConfigOption = common.DEFAULT_CONFIG,
+    deliver: DeliverOption = True,
+    actor: ActorOption = None,
+) -> None:
+    """List a local code under [ignored_codes] (not a protocol concept), re-map, and report."""
+    with common.reported_errors():
+        config = common.load_config(config_path)
+        sessions = db.open_store(config.store.url)
+        result = fixes.ignore_code(config, sessions, site, code, reason, actor=_actor(actor))
+        _report(config, result, deliver)
+
+
+@app.command("undo")
+def undo(
+    audit_id: Annotated[int, typer.Argument(help="The audit entry to reverse.")],
+    config_path: common.ConfigOption = common.DEFAULT_CONFIG,
+    deliver: DeliverOption = True,
+    actor: ActorOption = None,
+) -> None:
+    """Reverse a mapping fix or an ignored issue, by its audit entry."""
+    with common.reported_errors():
+        config = common.load_config(config_path)
+        sessions = db.open_store(config.store.url)
+        result = fixes.undo(config, sessions, audit_id, actor=_actor(actor))
+        _report(config, result, deliver)

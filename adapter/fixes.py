@@ -1,0 +1,592 @@
+"""One-step fixes for mapping issues, shared by the console and the CLI.
+
+A data manager who sees an ``unknown_code`` issue wants one action, not a
+text editor and a terminal: map the local code to a catalog concept (or a
+unit spelling to UCUM, or mark the code as not a protocol concept), and see
+what that changed.  Each fix here
+
+1. writes the site override file ``mappings/<study>/sites/<site>.toml``,
+   touching only the one line it adds or changes, so the comments and the
+   layout a person wrote stay as they were (DESIGN.md §3: sites extend the
+   catalog in their own file, never in ``concepts.toml``);
+2. reloads the site's catalog, and puts the file back as it was if the
+   change makes it invalid (a code cannot mean two concepts);
+3. re-maps the stored resources with ``sync.remap_site``, so the records are
+   re-derived and the issues the fix resolves close themselves;
+4. reports how many protocol records changed and which issues resolved or
+   opened, and writes all of it, with the value before and after, to the
+   audit log.
+
+``ignore_issue`` and ``undo`` complete the set.  Nothing here checks roles:
+who may do what is the caller's policy (``adapter.web.auth``, the CLI's
+operator); the library records who did it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+import tomlkit
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter import config as config_mod
+from adapter import errors
+from adapter.mapping import catalog as catalog_mod
+from adapter.mapping import units
+from adapter.store import models
+from adapter.store.models import utcnow
+from adapter.sync import SiteSetup, remap_site
+
+MAP_CODE = "mapping.code"
+MAP_UNIT = "mapping.unit"
+IGNORE_CODE = "mapping.ignore_code"
+IGNORE_ISSUE = "issue.ignore"  # the same action name the CLI's `issues ignore` writes
+UNDO = "undo"
+
+MAPPING_ACTIONS = {MAP_CODE: "codes", MAP_UNIT: "units", IGNORE_CODE: "ignored_codes"}
+UNDOABLE = (*MAPPING_ACTIONS, IGNORE_ISSUE)
+
+_TABLE_HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_\-]+)\s*\]\s*(#.*)?$")
+
+
+class FixRefused(errors.AdapterError):
+    """The fix cannot be made as asked; the message says why and what to do instead."""
+
+    exit_code = errors.EXIT_USAGE
+
+
+@dataclass(frozen=True)
+class FixResult:
+    """What a fix did, for the console's result page and the CLI's report."""
+
+    audit_id: int
+    action: str
+    site: str | None
+    summary: str
+    records_changed: int = 0
+    records_by_type: dict[str, int] = field(default_factory=dict)
+    subjects: tuple[str, ...] = ()
+    issues_resolved: tuple[str, ...] = ()
+    issues_opened: tuple[str, ...] = ()
+
+
+# ----------------------------------------------------------------- the fixes
+
+
+def map_code(
+    config: config_mod.Config,
+    sessions: sessionmaker[Session],
+    site_id: str,
+    code: str,
+    concept: str,
+    *,
+    actor: str,
+    issue_key: str | None = None,
+) -> FixResult:
+    """Make the local ``system|code`` mean ``concept`` at one site, then re-map."""
+    code = _code_text(code)
+    catalog = _catalog(config, site_id)
+    if concept not in catalog.concepts:
+        raise FixRefused(f"unknown concept {concept!r}; known: {', '.join(sorted(catalog.concepts))}")
+    key = _parse_code(catalog, code)
+    current = catalog.codes.get(key)
+    if current == concept:
+        raise FixRefused(f"{code} already means {concept!r} at {site_id}; nothing to change")
+    if current is not None and catalog.code_sources.get(key) == "central":
+        raise FixRefused(
+            f"{code} means {current!r} in the central concepts.toml; a site cannot remap it "
+            "(ask the study's data management to change the catalog)"
+        )
+    if key in catalog.ignored_codes:
+        raise FixRefused(
+            f"{code} is listed under [ignored_codes] for {site_id}; undo that first, then map it"
+        )
+    return _apply_override(
+        config,
+        sessions,
+        site_id,
+        action=MAP_CODE,
+        key=code,
+        value=concept,
+        actor=actor,
+        issue_key=issue_key,
+        describe=lambda n: f"Mapped {code} to {concept} at {site_id}: {n}",
+    )
+
+
+def map_unit(
+    config: config_mod.Config,
+    sessions: sessionmaker[Session],
+    site_id: str,
+    spelling: str,
+    ucum: str,
+    *,
+    actor: str,
+    issue_key: str | None = None,
+) -> FixResult:
+    """Read the site's unit ``spelling`` as the UCUM unit ``ucum``, then re-map."""
+    spelling, ucum = spelling.strip(), ucum.strip()
+    if not spelling:
+        raise FixRefused("a result without any unit cannot be fixed by a unit mapping; ask the site")
+    if not units.is_known(ucum):
+        raise FixRefused(f"{ucum!r} is not a UCUM unit the adapter reads (e.g. umol/L, 10*9/L, mg/dL)")
+    catalog = _catalog(config, site_id)
+    if catalog.unit_spellings.get(spelling) == ucum:
+        raise FixRefused(f"{spelling!r} already reads as {ucum} at {site_id}; nothing to change")
+    return _apply_override(
+        config,
+        sessions,
+        site_id,
+        action=MAP_UNIT,
+        key=spelling,
+        value=ucum,
+        actor=actor,
+        issue_key=issue_key,
+        describe=lambda n: f"Unit {spelling!r} now reads as {ucum} at {site_id}: {n}",
+    )
+
+
+def ignore_code(
+    config: config_mod.Config,
+    sessions: sessionmaker[Session],
+    site_id: str,
+    code: str,
+    reason: str,
+    *,
+    actor: str,
+    issue_key: str | None = None,
+) -> FixResult:
+    """List a local code under ``[ignored_codes]``: it is not a protocol concept."""
+    code, reason = _code_text(code), _reason(reason)
+    catalog = _catalog(config, site_id)
+    key = _parse_code(catalog, code)
+    if key in catalog.codes:
+        raise FixRefused(f"{code} means {catalog.codes[key]!r}; a mapped code cannot also be ignored")
+    if key in catalog.ignored_codes:
+        raise FixRefused(f"{code} is already ignored at {site_id}")
+    return _apply_override(
+        config,
+        sessions,
+        site_id,
+        action=IGNORE_CODE,
+        key=code,
+        value=reason,
+        actor=actor,
+        issue_key=issue_key,
+        describe=lambda n: f"{code} is no longer a protocol concept at {site_id}: {n}",
+    )
+
+
+def ignore_issue(sessions: sessionmaker[Session], key: str, reason: str, *, actor: str) -> FixResult:
+    """Mark one open issue as needing no fix; the reason is required and audited."""
+    reason = _reason(reason)
+    with sessions.begin() as session:
+        row = session.get(models.IssueRow, key)
+        if row is None:
+            raise FixRefused(f"no issue with key {key!r}")
+        if row.status != "open":
+            raise FixRefused(f"the issue is {row.status}, not open; only open issues can be ignored")
+        before, reason_before = row.status, row.reason
+        row.status, row.reason, row.resolved_at = "ignored", reason, utcnow()
+        entry = _audit(
+            session,
+            actor,
+            IGNORE_ISSUE,
+            key,
+            site=row.site,
+            before=before,
+            after="ignored",
+            reason=reason,
+            reason_before=reason_before,
+        )
+        site = row.site
+    return FixResult(audit_id=entry.id, action=IGNORE_ISSUE, site=site, summary=f"Ignored {key}: {reason}")
+
+
+def undo(
+    config: config_mod.Config, sessions: sessionmaker[Session], audit_id: int, *, actor: str
+) -> FixResult:
+    """Reverse one audited fix, if nothing has changed the same thing since."""
+    with sessions() as session:
+        entry = session.get(models.AuditEntry, audit_id)
+        if entry is None:
+            raise FixRefused(f"no audit entry {audit_id}")
+        if entry.action not in UNDOABLE:
+            raise FixRefused(f"{entry.action} cannot be undone")
+        if undone_by(session, audit_id) is not None:
+            raise FixRefused(f"audit entry {audit_id} was already undone")
+        action, detail = entry.action, dict(entry.detail)
+    if action == IGNORE_ISSUE:
+        return _undo_ignore(sessions, audit_id, detail, actor)
+    site_id, table, key = detail["site"], MAPPING_ACTIONS[action], detail["key"]
+    current = read_override(_override_path(config, site_id)).get(table, {}).get(key)
+    if current != detail["after"]:
+        raise FixRefused(
+            f"[{table}] {key!r} has changed since audit entry {audit_id} "
+            f"(now {current!r}); undo the later change first"
+        )
+    return _apply_override(
+        config,
+        sessions,
+        site_id,
+        action=UNDO,
+        key=key,
+        value=detail["before"],
+        actor=actor,
+        table=table,
+        undoes=audit_id,
+        describe=lambda n: f"Undid audit entry {audit_id} ({action} {key}): {n}",
+    )
+
+
+def undone_by(session: Session, audit_id: int) -> int | None:
+    """The id of the audit entry that undid ``audit_id``, if any."""
+    return session.scalar(
+        sa.select(models.AuditEntry.id).where(
+            models.AuditEntry.action == UNDO, models.AuditEntry.target == f"audit:{audit_id}"
+        )
+    )
+
+
+# ----------------------------------------------------------------- the override file
+
+
+def read_override(path: Path) -> dict[str, dict[str, str]]:
+    """The three tables of a site override file ({} when the file does not exist)."""
+    if not path.exists():
+        return {}
+    data = tomlkit.parse(path.read_text(encoding="utf-8")).unwrap()
+    return {table: dict(data.get(table, {})) for table in MAPPING_ACTIONS.values()}
+
+
+def set_override(path: Path, table: str, key: str, value: str | None, *, note: str = "") -> str | None:
+    """Set (or with ``value=None`` remove) one entry; return the value before.
+
+    Comments and layout survive: an existing entry is changed in place by
+    tomlkit; a new one becomes a new line right after the table's last
+    entry (tomlkit would append it after the comment block that introduces
+    the next table), with ``note`` as its end-of-line comment.
+    """
+    text = path.read_text(encoding="utf-8") if path.exists() else _new_override_text(path.stem)
+    document = tomlkit.parse(text)
+    section = document.get(table)
+    before = section.get(key) if section is not None else None
+    if value is None:
+        if section is not None and key in section:
+            del section[key]
+        new_text = tomlkit.dumps(document)
+    elif before is not None and section is not None:
+        item = tomlkit.item(value)
+        if note:
+            item.comment(note)
+        section[key] = item
+        new_text = tomlkit.dumps(document)
+    else:
+        new_text = _insert_line(text, table, _entry_line(key, value, note))
+    check = tomlkit.parse(new_text).unwrap().get(table, {})
+    if check.get(key) != value:  # pragma: no cover - a layout the line insert does not know
+        raise FixRefused(f"{path}: could not write [{table}] {key!r}; edit the file by hand")
+    _write_atomically(path, new_text)
+    return None if before is None else str(before)
+
+
+def _new_override_text(site: str) -> str:
+    return (
+        f'# Site overrides for "{site}": local codes and unit spellings (DESIGN.md §3).\n'
+        "# Written by `trial-adapter map` and the console; comments are kept.\n\n"
+        "[codes]\n\n[units]\n\n[ignored_codes]\n"
+    )
+
+
+def _entry_line(key: str, value: str, note: str) -> str:
+    line = f"{tomlkit.key(key).as_string()} = {tomlkit.string(value).as_string()}"
+    return f"{line}  # {note}" if note else line
+
+
+def _insert_line(text: str, table: str, line: str) -> str:
+    """``line`` after the last entry of ``[table]`` (after its header if empty; new table if absent)."""
+    lines = text.splitlines(keepends=True)
+    newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
+    current, header_at, last_entry = None, None, None
+    for number, raw in enumerate(lines):
+        match = _TABLE_HEADER.match(raw)
+        if match:
+            current = match.group(1)
+            if current == table:
+                header_at = number
+            continue
+        stripped = raw.strip()
+        if current == table and stripped and not stripped.startswith("#"):
+            last_entry = number
+    if header_at is None:
+        tail = "" if not lines or lines[-1].endswith(("\n", "\r")) else newline
+        return text + tail + f"{newline}[{table}]{newline}{line}{newline}"
+    at = (last_entry if last_entry is not None else header_at) + 1
+    return "".join([*lines[:at], line + newline, *lines[at:]])
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace the file in one step, so a sync never reads half a mapping."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+
+
+@contextlib.contextmanager
+def _sites_lock(path: Path) -> Iterator[None]:
+    """One fix at a time per mapping folder, across threads and processes.
+
+    The console and a CLI ``map`` may run at once; each reads, edits and
+    re-maps, so two interleaved fixes could lose one edit.  ``flock`` on the
+    folder itself needs no lock file beside the mappings.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+# ----------------------------------------------------------------- applying and reporting
+
+
+def _apply_override(
+    config: config_mod.Config,
+    sessions: sessionmaker[Session],
+    site_id: str,
+    *,
+    action: str,
+    key: str,
+    value: str | None,
+    actor: str,
+    describe: Any,
+    issue_key: str | None = None,
+    table: str | None = None,
+    undoes: int | None = None,
+) -> FixResult:
+    site = config.site(site_id)
+    table = table or MAPPING_ACTIONS[action]
+    path = _override_path(config, site_id)
+    with _sites_lock(path.parent):
+        with sessions() as session:
+            records_before = _record_states(session, site_id)
+            open_before = _open_issue_keys(session, site_id)
+        old_text = path.read_text(encoding="utf-8") if path.exists() else None
+        note = f"by {actor}, {utcnow():%Y-%m-%d}" if value is not None and table != "ignored_codes" else ""
+        before = set_override(path, table, key, value, note=note)
+        try:
+            setup = SiteSetup.load(config, site)
+        except errors.MappingError:
+            _restore(path, old_text)
+            raise
+        try:
+            summary = remap_site(setup, sessions)
+        except BaseException:
+            # Resources already re-mapped carry the new catalog version; with the old
+            # file back, the next sync sees the mismatch and maps them back.
+            _restore(path, old_text)
+            raise
+        with sessions.begin() as session:
+            records_after = _record_states(session, site_id)
+            changed = _changed_records(records_before, records_after)
+            open_after = _open_issue_keys(session, site_id)
+            by_type = Counter(record.record_type for record in changed.values())
+            subjects = tuple(sorted({record.subject_id for record in changed.values()}))
+            restamped = sum(
+                1
+                for rid, rec in records_after.items()
+                if rid in records_before and rec.content_hash != records_before[rid].content_hash
+            )
+            resolved = tuple(sorted(open_before - open_after))
+            opened = tuple(sorted(open_after - open_before))
+            detail: dict[str, Any] = {
+                "site": site_id,
+                "file": str(path),
+                "table": table,
+                "key": key,
+                "before": before,
+                "after": value,
+                "catalog_version": setup.catalog.version,
+                "resources_remapped": summary.resources_mapped,
+                "records_changed": len(changed),
+                "records_restamped": restamped,
+                "records_by_type": dict(sorted(by_type.items())),
+                "subjects": list(subjects),
+                "issues_resolved": list(resolved),
+                "issues_opened": list(opened),
+            }
+            if issue_key is not None:
+                detail["issue"] = issue_key
+            if undoes is not None:
+                detail["undoes"] = undoes
+            target = f"audit:{undoes}" if undoes is not None else f"{site_id}:{table}:{key}"
+            entry = _audit(session, actor, action, target, **detail)
+    return FixResult(
+        audit_id=entry.id,
+        action=action,
+        site=site_id,
+        summary=describe(_counts_sentence(len(changed), resolved, opened)),
+        records_changed=len(changed),
+        records_by_type=dict(sorted(by_type.items())),
+        subjects=subjects,
+        issues_resolved=resolved,
+        issues_opened=opened,
+    )
+
+
+def _undo_ignore(
+    sessions: sessionmaker[Session], audit_id: int, detail: dict[str, Any], actor: str
+) -> FixResult:
+    with sessions.begin() as session:
+        entry = session.get(models.AuditEntry, audit_id)
+        assert entry is not None  # noqa: S101  (checked by the caller in this request)
+        row = session.get(models.IssueRow, entry.target)
+        if row is None or row.status != "ignored":
+            raise FixRefused(f"the issue is no longer ignored (now {row.status if row else 'gone'})")
+        restored = detail.get("before") or "open"
+        row.status, row.reason = restored, detail.get("reason_before")
+        row.resolved_at = None if restored == "open" else row.resolved_at
+        undo_entry = _audit(
+            session,
+            actor,
+            UNDO,
+            f"audit:{audit_id}",
+            undoes=audit_id,
+            site=row.site,
+            issue=row.key,
+            before="ignored",
+            after=restored,
+        )
+    return FixResult(
+        audit_id=undo_entry.id,
+        action=UNDO,
+        site=row.site,
+        summary=f"Undid audit entry {audit_id}: {row.key} is {restored} again",
+    )
+
+
+def _audit(session: Session, actor: str, action: str, target: str, **detail: Any) -> models.AuditEntry:
+    """Like ``state.audit``, but hands back the entry, whose id the result page links to."""
+    entry = models.AuditEntry(actor=actor, action=action, target=target, detail=detail)
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def _counts_sentence(changed: int, resolved: tuple[str, ...], opened: tuple[str, ...]) -> str:
+    parts = [
+        f"{changed} protocol record{'s' if changed != 1 else ''} changed",
+        f"{len(resolved)} issue{'s' if len(resolved) != 1 else ''} resolved",
+    ]
+    if opened:
+        parts.append(f"{len(opened)} new issue{'s' if len(opened) != 1 else ''} opened")
+    return ", ".join(parts) + "."
+
+
+@dataclass(frozen=True)
+class _RecordState:
+    content_hash: str
+    retracted: bool
+    record_type: str
+    subject_id: str
+    substance: str  # the payload without its catalog version stamp
+
+
+def _record_states(session: Session, site: str) -> dict[str, _RecordState]:
+    rows = session.scalars(sa.select(models.RecordRow).where(models.RecordRow.site == site))
+    return {
+        row.record_id: _RecordState(
+            row.content_hash, row.retracted, row.record_type, row.subject_id, _substance(row.payload)
+        )
+        for row in rows
+    }
+
+
+def _substance(payload: str) -> str:
+    """Every record carries the catalog version, so any mapping change re-stamps them all;
+    what a data manager asks is which records changed in content."""
+    data = orjson.loads(payload)
+    data.pop("catalog_version", None)
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _changed_records(
+    before: dict[str, _RecordState], after: dict[str, _RecordState]
+) -> dict[str, _RecordState]:
+    """Records added, retracted or changed in content (not merely re-stamped)."""
+    changed = {}
+    for record_id, now in after.items():
+        was = before.get(record_id)
+        if was is None or was.retracted != now.retracted or was.substance != now.substance:
+            changed[record_id] = now
+    return changed
+
+
+def _open_issue_keys(session: Session, site: str) -> set[str]:
+    return set(
+        session.scalars(
+            sa.select(models.IssueRow.key).where(
+                models.IssueRow.site == site, models.IssueRow.status == "open"
+            )
+        )
+    )
+
+
+def _restore(path: Path, old_text: str | None) -> None:
+    if old_text is None:
+        path.unlink(missing_ok=True)
+    else:
+        _write_atomically(path, old_text)
+
+
+def _override_path(config: config_mod.Config, site_id: str) -> Path:
+    config.site(site_id)  # an unknown site is a ConfigError naming the known ones
+    return config.study.mappings / catalog_mod.SITES_DIR / f"{site_id}.toml"
+
+
+def _catalog(config: config_mod.Config, site_id: str) -> catalog_mod.Catalog:
+    config.site(site_id)
+    return catalog_mod.load_catalog(config.study.mappings, site_id)
+
+
+def _code_text(code: str) -> str:
+    code = code.strip()
+    system, sep, value = code.partition("|")
+    if not sep or not system.strip() or not value.strip():
+        raise FixRefused(f'code {code!r} must be written "system|code"')
+    return f"{system.strip()}|{value.strip()}"
+
+
+def _parse_code(catalog: catalog_mod.Catalog, code: str) -> tuple[str, str]:
+    system, _sep, value = code.partition("|")
+    return catalog.canonical_system(system), value
+
+
+def _reason(reason: str) -> str:
+    reason = " ".join(reason.split())
+    if not reason:
+        raise FixRefused("a reason is required: say why this needs no fix")
+    return reason[:1000]

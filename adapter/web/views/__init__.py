@@ -1,0 +1,20 @@
+"""One module per page type (datasette's ``views/`` split, STYLE.md).
+
+``ROUTERS`` is what ``app.create_app`` mounts; a new page type is a new
+module here and one line in this list.
+"""
+
+from __future__ import annotations
+
+from adapter.web.views import audit, exports, issue, login, site, subject, users, worklist
+
+ROUTERS = (
+    login.router,
+    worklist.router,
+    issue.router,
+    subject.router,
+    site.router,
+    audit.router,
+    exports.router,
+    users.router,
+)

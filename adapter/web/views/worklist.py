@@ -1,0 +1,51 @@
+"""The worklist: open issues, filtered, with what each needs to be understood.
+
+This is the console's home page.  Filters are a plain GET form (site,
+subject, kind, concept, age, status, text), so a filtered worklist is a URL
+a data manager can bookmark or send to a colleague, and the CSV export
+(``views.exports``) takes the same query string.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from adapter.web import context, issue_query, render
+from adapter.web.auth import AnyUser
+
+router = APIRouter()
+
+
+@router.get("/")
+def worklist(
+    request: Request, user: AnyUser, db: Annotated[Session, Depends(context.db)], page: int = 1
+) -> Response:
+    filt = issue_query.IssueFilter.from_params(request.query_params)
+    page = max(page, 1)
+    items, total = issue_query.find_issues(
+        db,
+        filt,
+        context.of(request).tokens,
+        limit=issue_query.PAGE_SIZE,
+        offset=(page - 1) * issue_query.PAGE_SIZE,
+    )
+    return render.page(
+        request,
+        "worklist.html",
+        user,
+        title="Worklist",
+        nav="worklist",
+        filt=filt,
+        items=items,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // issue_query.PAGE_SIZE)),
+        kinds=issue_query.kind_counts(db, filt),
+        facets=issue_query.facets(db),
+        statuses=issue_query.STATUSES,
+        ages=issue_query.AGE_CHOICES,
+    )
