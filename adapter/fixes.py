@@ -41,7 +41,7 @@ import tomlkit
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import errors
+from adapter import errors, locks
 from adapter.mapping import catalog as catalog_mod
 from adapter.mapping import units
 from adapter.store import models
@@ -390,7 +390,12 @@ def _apply_override(
     site = config.site(site_id)
     table = table or MAPPING_ACTIONS[action]
     path = _override_path(config, site_id)
-    with _sites_lock(path.parent):
+    # The site's sync lock: a fix's re-map and a scheduled pass of the same
+    # site must never write at once.  Refuse rather than wait inside a request.
+    site_lock = locks.try_acquire(sessions, site_id)
+    if site_lock is None:
+        raise FixRefused(f"site {site_id} is being synced right now; nothing was changed, try again shortly")
+    with site_lock, _sites_lock(path.parent):
         with sessions() as session:
             records_before = _record_states(session, site_id)
             open_before = _open_issue_keys(session, site_id)

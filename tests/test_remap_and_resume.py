@@ -126,3 +126,19 @@ def test_crash_between_ingest_and_derive_heals(
     job.run_once(sandbox, sandbox.sites)
     reference, _ = demo_run
     assert repository_records(sandbox) == repository_records(reference)
+
+
+def test_a_fix_is_refused_while_the_site_is_syncing(sandbox: config_mod.Config) -> None:
+    from adapter import fixes, locks
+
+    job.run_once(sandbox, sandbox.sites)
+    sessions = db.open_store(sandbox.store.url)
+    override = sandbox.study.mappings / "sites" / "demo-east.toml"
+    before = override.read_text()
+    held = locks.try_acquire(sessions, "demo-east")
+    assert held is not None
+    with held, pytest.raises(fixes.FixRefused, match="being synced"):
+        fixes.map_code(
+            sandbox, sessions, "demo-east", "http://hospital-east.example/fhir/lis|0099", "wbc", actor="t"
+        )
+    assert override.read_text() == before

@@ -14,9 +14,8 @@ from typing import Annotated
 import typer
 
 from adapter import config as config_mod
-from adapter import delivery, fixes
+from adapter import fixes, job
 from adapter.cli import common
-from adapter.sinks import factory
 from adapter.store import db
 
 app = typer.Typer(help="Fix mapping issues: map codes and units, ignore codes, undo.", no_args_is_help=True)
@@ -47,8 +46,12 @@ def _report(config: config_mod.Config, result: fixes.FixResult, deliver: bool) -
         common.console.print(f"  opened   {key}", highlight=False, soft_wrap=True)
     common.console.print(f"audit entry {result.audit_id} (undo: trial-adapter map undo {result.audit_id})")
     if deliver and result.records_changed:
-        drained = delivery.drain(db.open_store(config.store.url), factory.make_sink(config.repository))
-        common.console.print(f"Delivered {drained.delivered} change(s).")
+        drained = job.deliver_outbox(config, db.open_store(config.store.url))
+        common.console.print(
+            f"Delivered {drained.delivered} change(s)."
+            if drained
+            else "Another process is delivering the outbox."
+        )
 
 
 @app.command("code")

@@ -8,9 +8,8 @@ import typer
 from rich.table import Table
 
 from adapter import coverage as coverage_mod
-from adapter import delivery
+from adapter import job
 from adapter.cli import common
-from adapter.sinks import factory
 from adapter.store import db
 from adapter.sync import SiteSetup, remap_site
 
@@ -54,8 +53,12 @@ def remap(
             )
         common.console.print(table)
         if deliver:
-            drained = delivery.drain(sessions, factory.make_sink(config.repository))
-            common.console.print(f"Delivered {drained.delivered} change(s).")
+            drained = job.deliver_outbox(config, sessions)
+            common.console.print(
+                f"Delivered {drained.delivered} change(s)."
+                if drained
+                else "Another process is delivering the outbox."
+            )
 
 
 def coverage(
