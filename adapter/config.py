@@ -18,6 +18,8 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapter import errors, paths
+from adapter.fhir import settings as fhir_settings
+from adapter.sinks import settings as sink_settings
 
 StrictModel = ConfigDict(extra="forbid", frozen=True)
 
@@ -51,6 +53,13 @@ class PrivacyConfig(BaseModel):
     hmac_key_env: str | None = Field(
         None, description="name of an environment variable holding the site secret"
     )
+    date_shift_days: int = Field(
+        0,
+        ge=0,
+        le=365,
+        description="0 (default) sends true dates; N > 0 moves every outgoing date of a subject by the "
+        "same whole number of days in -N..+N, fixed per subject by the site secret (0 to 365)",
+    )
 
 
 class NdjsonSource(BaseModel):
@@ -60,7 +69,9 @@ class NdjsonSource(BaseModel):
     path: Path = Field(description="folder holding Patient.ndjson, Observation.ndjson, ... for this site")
 
 
-SourceConfig = Annotated[NdjsonSource, Field(discriminator="kind")]
+SourceConfig = Annotated[
+    NdjsonSource | fhir_settings.RestSource | fhir_settings.BulkSource, Field(discriminator="kind")
+]
 
 
 class SiteConfig(BaseModel):
@@ -93,14 +104,108 @@ class FileRepository(BaseModel):
     path: Path = Field(description="folder the trial-repository files are written to")
 
 
-RepositoryConfig = Annotated[FileRepository, Field(discriminator="kind")]
+RepositoryConfig = Annotated[
+    FileRepository
+    | sink_settings.HttpRepository
+    | sink_settings.FhirRepository
+    | sink_settings.RedcapRepository,
+    Field(discriminator="kind"),
+]
 
 
 class ScheduleConfig(BaseModel):
     model_config = StrictModel
 
-    sync_interval_minutes: int = Field(
-        60, ge=1, le=7 * 24 * 60, description="minutes between two syncs of a site (1 to 10080)"
+    sync_interval_minutes: float = Field(
+        60,
+        ge=0.05,
+        le=7 * 24 * 60,
+        description="minutes between two syncs of a site (1 to 10080; fractions such as 0.5 are allowed)",
+    )
+    sync_cron: str | None = Field(
+        None,
+        description='a crontab line for site syncs instead of the interval, e.g. "*/30 6-22 * * *"',
+    )
+    sweep_cron: str = Field(
+        "30 2 * * *",
+        description='a crontab line for the full sweep that finds deleted resources, e.g. "30 2 * * *"',
+    )
+    delivery_interval_minutes: float = Field(
+        5, ge=0.05, le=24 * 60, description="minutes between two outbox deliveries (also after each sync)"
+    )
+    timezone: str | None = Field(
+        None,
+        description='IANA timezone of the crontab lines, e.g. "Europe/Berlin" (default: the server\'s own)',
+    )
+
+    @pydantic.field_validator("sync_cron", "sweep_cron")
+    @classmethod
+    def _valid_crontab(cls, value: str | None) -> str | None:
+        if value is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value, timezone="UTC")
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a crontab line ({exc})") from exc
+        return value
+
+    @pydantic.field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        return None if value is None else SiteConfig._known_timezone(value)
+
+
+class ServiceConfig(BaseModel):
+    model_config = StrictModel
+
+    listen: str = Field(
+        "127.0.0.1:9477",
+        pattern=r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$",
+        description='host:port of the health and metrics endpoint, e.g. "127.0.0.1:9477" '
+        '("0.0.0.0:9477" in a container; port 0 picks a free one)',
+    )
+    stale_after_intervals: float = Field(
+        3,
+        ge=1,
+        description="/readyz fails once a site's last successful sync is older than this many sync intervals",
+    )
+    stop_timeout_seconds: float = Field(
+        60,
+        gt=0,
+        le=3600,
+        description="how long SIGTERM waits for running syncs to finish their page before giving up",
+    )
+
+
+class ConsoleConfig(BaseModel):
+    """The reconciliation console (``trial-adapter console``), see docs/console.md."""
+
+    model_config = StrictModel
+
+    bind: str = Field(
+        "127.0.0.1",
+        description="address the console listens on; keep 127.0.0.1 and reach it from other machines "
+        "only through a TLS reverse proxy",
+    )
+    port: int = Field(8780, ge=1, le=65535, description="TCP port of the console (1 to 65535)")
+    session_secret_file: Path = Field(
+        Path("console-secret.key"),
+        description="file holding the secret that signs console session cookies; created with mode "
+        "0600 on first start if missing",
+    )
+    session_hours: int = Field(8, ge=1, le=168, description="hours a console login stays valid (1 to 168)")
+    secure_cookies: bool = Field(
+        False,
+        description="true marks session cookies Secure even when the proxy in front does not send "
+        "X-Forwarded-Proto; requests that arrive over HTTPS get Secure cookies anyway",
+    )
+    login_attempts: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="failed logins allowed per user name and per client address within 15 minutes "
+        "before further attempts are refused for a while",
     )
 
 
@@ -115,6 +220,8 @@ class Config(BaseModel):
     sites: list[SiteConfig] = Field(min_length=1, description="one [[sites]] table per hospital site")
     repository: RepositoryConfig
     schedule: ScheduleConfig = ScheduleConfig()
+    service: ServiceConfig = ServiceConfig()
+    console: ConsoleConfig = ConsoleConfig()
     source_file: Path | None = Field(None, exclude=True)
 
     @pydantic.model_validator(mode="after")
@@ -169,7 +276,7 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
         site.model_copy(
             update={
                 "roster": resolve(site.roster),
-                "source": site.source.model_copy(update={"path": resolve(site.source.path)}),
+                "source": _resolve_source(site.source, resolve, resolve(config.study.mappings)),
             }
         )
         for site in config.sites
@@ -183,9 +290,24 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
             "store": config.store.model_copy(update={"url": _resolve_sqlite_url(config.store.url, base_dir)}),
             "privacy": privacy,
             "sites": sites,
-            "repository": config.repository.model_copy(update={"path": resolve(config.repository.path)}),
+            "repository": _resolve_repository(config.repository, resolve),
+            "console": config.console.model_copy(
+                update={"session_secret_file": resolve(config.console.session_secret_file)}
+            ),
         }
     )
+
+
+def _resolve_source(source: Any, resolve: Any, mappings: Path) -> Any:
+    if isinstance(source, NdjsonSource):
+        return source.model_copy(update={"path": resolve(source.path)})
+    return source.resolved(resolve, mappings)
+
+
+def _resolve_repository(repository: Any, resolve: Any) -> Any:
+    if isinstance(repository, FileRepository):
+        return repository.model_copy(update={"path": resolve(repository.path)})
+    return repository.resolved(resolve)
 
 
 def _resolve_sqlite_url(url: str, base_dir: Path) -> str:
@@ -233,7 +355,7 @@ def _toml_key(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
             parts[-1] = f"[[{parts[-1]}]] #{item + 1}" + (f' (id "{site_id}")' if site_id else "")
             node = node[item] if isinstance(node, list) and item < len(node) else None
             continue
-        if isinstance(node, dict) and item not in node and item in ("ndjson", "file"):
+        if isinstance(node, dict) and item not in node and item in _tagged_models():
             continue  # discriminator tag, not a key the user wrote
         parts.append(str(item))
         node = node.get(item) if isinstance(node, dict) else None
@@ -252,15 +374,22 @@ def _field_description(loc: tuple[Any, ...]) -> str | None:
             continue
         fields = getattr(model, "model_fields", None)
         if fields is None or item not in fields:
-            if item in ("ndjson",):
-                model = NdjsonSource
-            elif item in ("file",):
-                model = FileRepository
+            model = _tagged_models().get(item, model) if isinstance(item, str) else model
             continue
         field = fields[item]
         description = field.description
         model = _inner_model(field.annotation)
     return description
+
+
+def _tagged_models() -> dict[str, Any]:
+    """Discriminator tags pydantic puts into error locations, and the model each one picks."""
+    return {
+        "ndjson": NdjsonSource,
+        "file": FileRepository,
+        **fhir_settings.TAGGED_MODELS,
+        **sink_settings.TAGGED_MODELS,
+    }
 
 
 def _inner_model(annotation: Any) -> Any:

@@ -48,6 +48,30 @@ class SourceError(AdapterError):
     exit_code = EXIT_SOURCE
 
 
+class NetworkError(SourceError):
+    """Talking to a site's FHIR server failed; ``status`` is the HTTP status, if any came back.
+
+    The split into temporary and fatal follows cumulus-fhir-support ``http.py``:
+    the first may pass if retried later, the second needs a person.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TemporaryNetworkError(NetworkError):
+    """Timeouts, dropped connections, 408/429/5xx: still failing after the retries allowed."""
+
+
+class FatalNetworkError(NetworkError):
+    """A failure retrying cannot fix (400, 403, 404, ...): the message says what to change."""
+
+
+class AuthError(SourceError):
+    """The adapter could not authenticate to a site (bad key, unknown client, token refused)."""
+
+
 class StoreError(AdapterError):
     """The state database could not be opened or migrated."""
 

@@ -16,7 +16,20 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from adapter import __version__, errors, job, logs, privacy
-from adapter.cli import common, issues_cmd, mapping_cmd, report
+from adapter.cli import (
+    common,
+    console_cmd,
+    db_cmd,
+    discover_cmd,
+    issues_cmd,
+    map_cmd,
+    mapping_cmd,
+    outbox_cmd,
+    report,
+    run_cmd,
+    status_cmd,
+    users_cmd,
+)
 from adapter.demo import generator, site
 
 HELP = """\
@@ -38,6 +51,15 @@ app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None, add_co
 app.add_typer(issues_cmd.app, name="issues")
 app.command()(mapping_cmd.remap)
 app.command()(mapping_cmd.coverage)
+app.command()(discover_cmd.discover)
+app.command()(outbox_cmd.push)
+app.command()(outbox_cmd.outbox)
+app.command("run")(run_cmd.run)
+app.command("status")(status_cmd.status)
+app.add_typer(db_cmd.app, name="db")
+app.add_typer(map_cmd.app, name="map")
+app.add_typer(users_cmd.app, name="users")
+app.command("console")(console_cmd.console)
 
 
 def _version(value: bool) -> None:

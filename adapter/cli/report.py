@@ -7,7 +7,9 @@ from rich.table import Table
 from adapter import config as config_mod
 from adapter import errors, job
 from adapter.cli.common import console
-from adapter.fhir import ndjson
+from adapter.fhir import capability, ndjson
+from adapter.fhir import settings as fhir_settings
+from adapter.sinks import factory
 from adapter.store import db, state
 from adapter.sync import SiteSetup
 
@@ -64,7 +66,7 @@ def print_summary(config: config_mod.Config, result: job.JobResult) -> int:
         d = result.delivery
         console.print(
             f"Delivered {d.delivered} change(s) to {config.repository.kind} repository "
-            f"[bold]{config.repository.path}[/bold]; {backlog} waiting in the outbox."
+            f"[bold]{factory.describe(config.repository)}[/bold]; {backlog} waiting in the outbox."
         )
     config_hint = f" -c {config.source_file}" if config.source_file else ""
     console.print(
@@ -102,6 +104,9 @@ def print_check(config: config_mod.Config) -> list[int]:
             table.add_row(site.id, "mappings, rules, roster, secret", "[red]failed[/red]")
             failures.append(exc.exit_code)
             problems.append(f"{site.id}: {exc}")
+        if not isinstance(site.source, config_mod.NdjsonSource):
+            failures += _print_server_checks(table, site.id, site.source, problems)
+            continue
         try:
             lines = ndjson.count_lines(site.source.path)
             table.add_row(site.id, f"source {site.source.kind}", f"[green]ok[/green] ({lines} resources)")
@@ -112,4 +117,20 @@ def print_check(config: config_mod.Config) -> list[int]:
     console.print(table)
     for problem in problems:
         console.print(f"[red]✗[/red] {problem}", highlight=False, soft_wrap=True)
+    return failures
+
+
+def _print_server_checks(
+    table: Table, site_id: str, server: fhir_settings.FhirServerSettings, problems: list[str]
+) -> list[int]:
+    """Rows for a FHIR-server source (``adapter.fhir.capability``); the exit codes of red ones."""
+    failures = []
+    for row in capability.check_server(site_id, server):
+        if row.ok:
+            verdict = "[yellow]warning[/yellow]" if row.warning else "[green]ok[/green]"
+            table.add_row(site_id, row.item, f"{verdict} ({row.detail})")
+        else:
+            table.add_row(site_id, row.item, "[red]failed[/red]")
+            failures.append(errors.EXIT_SOURCE)
+            problems.append(f"{site_id}: {row.item}: {row.detail}")
     return failures

@@ -31,9 +31,15 @@ class Page:
 class Source(Protocol):
     """A site's FHIR data, page by page."""
 
-    # True when one pass lists every resource the site has (a snapshot): a
-    # resource missing from a complete pass was deleted at the site.
-    complete_listing: bool
+    @property
+    def complete_listing(self) -> bool:
+        """True when the pass just read listed every resource the site has (a snapshot).
+
+        A resource missing from a complete pass was deleted at the site.  The
+        sync reads this after the pass, so a source may answer per pass (a REST
+        source: only when no type was read incrementally or resumed).
+        """
+        ...
 
     def patients(self) -> Iterator[SourceLine | BadLine]:
         """The site's Patient resources that may be on the roster."""

@@ -1,0 +1,205 @@
+"""The Bulk Data source: one ``$export`` per pass, read back like an NDJSON folder.
+
+A pass starts with ``patients()``, so that is where the export runs: with
+``_since`` = the transaction time of the last export a pass read completely
+(minus an overlap, as the sync does for searches), or without ``_since`` the
+first time.  The downloaded files are then read like the NDJSON folder
+source, keeping only resources of the patients the sync asks for (a
+``Patient/$export`` carries the whole hospital; those never enter the store).
+
+Every page's watermark is the export's ``transactionTime``, the instant the
+server vouches that the files are complete up to
+(https://hl7.org/fhir/uv/bulkdata/export.html#response---complete-status).
+If the sync asks for a type from scratch (first pass, ``--full``) while the
+pass's export was incremental, a full export is made for it, so a full pass
+really reads everything and may retire what vanished.
+
+An export that was downloaded but not completely read (a crash mid-pass) is
+read again by the next pass, from the page after the last committed one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import orjson
+
+from adapter.fhir import bulk, bundles, connect, http
+from adapter.fhir import settings as fhir_settings
+from adapter.fhir.ndjson import BadLine, SourceLine, read_resources
+from adapter.fhir.source import Page
+
+log = logging.getLogger(__name__)
+
+OVERLAP = dt.timedelta(minutes=5)  # the sync's overlap, for late commits at the server
+CONSUMED_FILE = "consumed.json"
+
+
+class BulkExportSource:
+    """A site's Bulk Data ``$export`` as a ``Source`` (see ``adapter.fhir.source``)."""
+
+    def __init__(
+        self,
+        site: str,
+        settings: fhir_settings.BulkSource,
+        *,
+        client: http.FhirClient | None = None,
+        page_size: int = 500,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.site = site
+        self.settings = settings
+        self.page_size = page_size
+        self._client = client
+        self._sleep = sleep
+        self._export: bulk.ExportResult | None = None
+        self._complete_pass = False
+
+    @property
+    def client(self) -> http.FhirClient:
+        if self._client is None:
+            self._client = connect.client_for(self.site, self.settings)
+        return self._client
+
+    @property
+    def exporter(self) -> bulk.BulkExport:
+        return bulk.BulkExport(
+            self.client,
+            self.settings.work_dir,
+            group_id=self.settings.group_id,
+            poll_cap=self.settings.poll_cap_seconds,
+            max_wait=self.settings.max_export_hours * 3600,
+            sleep=self._sleep,
+        )
+
+    # Source ---------------------------------------------------------------
+
+    @property
+    def complete_listing(self) -> bool:
+        """True after a pass read only full (no ``_since``) exports and resumed nothing."""
+        return self._complete_pass
+
+    def patients(self) -> Iterator[SourceLine | BadLine]:
+        self._complete_pass = True
+        self._export = self._current_or_new()
+        if self._export.since is not None:
+            self._complete_pass = False
+        yield from read_resources(self._export.folder, "Patient")
+        self._mark_read("Patient")
+
+    def pages(
+        self,
+        resource_type: str,
+        *,
+        patient_refs: Sequence[str],
+        since: dt.datetime | None,
+        resume: str | None,
+    ) -> Iterator[Page]:
+        export = self._export or self._current_or_new()
+        if since is None and export.since is not None:
+            log.info(
+                "a full read was asked for, the pass's export holds changes only: exporting everything",
+                extra={"site": self.site, "resource_type": resource_type},
+            )
+            export = self._export = self._run(since=None)
+        if resume is not None or export.since is not None:
+            self._complete_pass = False
+        export_id = _export_id(export)
+        skip = _resume_position(resume, export_id, resource_type)
+        wanted = set(patient_refs)
+        lines = bulk.lines_for_patients(export.folder, resource_type, wanted)
+        number, page, yielded = 0, [], False
+        for line in lines:
+            number += 1
+            if number <= skip:
+                continue
+            page.append(line)
+            if len(page) >= self.page_size:
+                yield Page(page, _cursor(export_id, resource_type, number), export.transaction_time)
+                page, yielded = [], True
+        if page or not yielded:  # the last page; an empty one still carries the watermark
+            yield Page(page, _cursor(export_id, resource_type, number), export.transaction_time)
+        self._mark_read(resource_type)
+
+    def expected_total(self) -> int | None:
+        return None  # unknown until the export is done
+
+    # export bookkeeping ------------------------------------------------------
+
+    def _current_or_new(self) -> bulk.ExportResult:
+        """The downloaded export a crashed pass left unread, else a new (incremental) export."""
+        exporter = self.exporter
+        state = exporter.load_state()
+        consumed = self._consumed()
+        if state is not None and state.finished:
+            moment = bundles.parse_instant(state.transaction_time) if state.transaction_time else None
+            left = bulk.ExportResult(exporter.folder, moment, state.since, len(state.downloaded), [])
+            types = consumed.get("types")
+            read_all = isinstance(types, list) and set(types) >= set(bulk.EXPORT_TYPES)
+            if consumed.get("export") != _export_id(left) or not read_all:
+                log.info("reading the export a previous pass did not finish", extra={"site": self.site})
+                return left
+        until = consumed.get("until")
+        since = None
+        if isinstance(until, str) and (moment := bundles.parse_instant(until)) is not None:
+            since = (moment - OVERLAP).astimezone(dt.UTC).isoformat(timespec="milliseconds")
+            since = since.replace("+00:00", "Z")
+        return self._run(since)
+
+    def _run(self, since: str | None) -> bulk.ExportResult:
+        result = self.exporter.run(since)
+        until = self._consumed().get("until")
+        self._write_consumed({"export": _export_id(result), "types": [], "until": until})
+        return result
+
+    def _mark_read(self, resource_type: str) -> None:
+        """Note a type as read; when all are, the export's time becomes the next ``_since``."""
+        if self._export is None:
+            return
+        consumed = self._consumed()
+        export_id = _export_id(self._export)
+        if consumed.get("export") != export_id:
+            consumed = {"export": export_id, "types": [], "until": consumed.get("until")}
+        read = consumed.get("types")
+        types = sorted({*(read if isinstance(read, list) else []), resource_type})
+        consumed["types"] = types
+        if set(types) >= set(bulk.EXPORT_TYPES) and self._export.transaction_time is not None:
+            consumed["until"] = export_id
+        self._write_consumed(consumed)
+
+    def _consumed(self) -> dict[str, object]:
+        try:
+            data = orjson.loads((self.settings.work_dir / CONSUMED_FILE).read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write_consumed(self, data: dict[str, object]) -> None:
+        self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+        (self.settings.work_dir / CONSUMED_FILE).write_bytes(orjson.dumps(data))
+
+
+def _export_id(export: bulk.ExportResult) -> str:
+    moment = export.transaction_time
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds") if moment else "unknown"
+
+
+def _cursor(export_id: str, resource_type: str, lines_read: int) -> str:
+    return orjson.dumps({"export": export_id, "type": resource_type, "lines": lines_read}).decode()
+
+
+def _resume_position(resume: str | None, export_id: str, resource_type: str) -> int:
+    """Lines of this type already committed from this export, per the saved cursor."""
+    if not resume:
+        return 0
+    try:
+        data = orjson.loads(resume)
+    except orjson.JSONDecodeError:
+        return 0
+    if not isinstance(data, dict) or data.get("export") != export_id or data.get("type") != resource_type:
+        return 0
+    lines = data.get("lines")
+    return lines if isinstance(lines, int) and lines > 0 else 0

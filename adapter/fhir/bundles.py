@@ -1,0 +1,215 @@
+"""Search result pages: checking each Bundle and following ``link[next]`` to the end.
+
+A search answers with ``searchset`` Bundles chained by their ``next`` links
+(https://hl7.org/fhir/R4/http.html#paging).  The chain is walked with a loop,
+not recursion, and a next link already seen ends the walk with an error: a
+server whose page links to itself must not keep a scheduled pass busy forever
+(the trap STYLE.md points out in smart-fetch ``crawl_bundle_chain``).
+
+A page that is not what a search returns (not JSON, not a Bundle, a Bundle of
+the wrong type, entries in the wrong shape, a next link to another server or
+to nowhere) raises ``SourceError`` before anything from it is yielded, so the
+sync commits nothing from it and resumes at that page next time.  Single bad
+entries inside a good page become ``BadLine`` issues, like bad NDJSON lines.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import logging
+import urllib.parse
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from adapter import errors
+from adapter.fhir import http
+from adapter.fhir.ndjson import BadLine, SourceLine
+
+log = logging.getLogger(__name__)
+
+# Prefer handling=strict: a server that does not know a parameter must refuse
+# the search rather than ignore it (https://hl7.org/fhir/R4/search.html#errors);
+# an ignored ``patient`` would return every patient's data.  Cache-Control:
+# no-cache asks servers that cache searches (HAPI reuses results for a minute)
+# for current results, which the watermark relies on.
+SEARCH_HEADERS = {"Prefer": "handling=strict", "Cache-Control": "no-cache"}
+LENIENT_HEADERS = {"Cache-Control": "no-cache"}
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One checked page of search results."""
+
+    url: str
+    lines: list[SourceLine | BadLine]
+    next_url: str | None
+    server_time: dt.datetime | None  # when the server ran the search (meta.lastUpdated, else Date)
+    total: int | None
+
+
+def walk(
+    client: http.FhirClient,
+    url: str,
+    *,
+    resource_type: str,
+    params: Mapping[str, str] | None = None,
+    sensitive: Iterable[str] = (),
+    strict: bool = True,
+) -> Iterator[SearchPage]:
+    """Every page of one search, first to last; ``url`` may also be a saved next link."""
+    sensitive = tuple(sensitive)
+    visited: set[str] = set()
+    page = read_page(
+        client,
+        url,
+        resource_type=resource_type,
+        params=params,
+        sensitive=sensitive,
+        first=True,
+        strict=strict,
+    )
+    while True:
+        visited.add(_normal(page.url))
+        yield page
+        if page.next_url is None:
+            return
+        if _normal(page.next_url) in visited:
+            raise errors.SourceError(
+                f"site {client.site}: the search's next link {http.redact_url(page.next_url)} points back "
+                "to a page already read (a paging loop at the server); the pass stops here and resumes "
+                "from the last committed page"
+            )
+        page = read_page(
+            client,
+            page.next_url,
+            resource_type=resource_type,
+            sensitive=sensitive,
+            first=False,
+            strict=strict,
+        )
+
+
+def read_page(
+    client: http.FhirClient,
+    url: str,
+    *,
+    resource_type: str,
+    params: Mapping[str, str] | None = None,
+    sensitive: Iterable[str] = (),
+    first: bool = True,
+    strict: bool = True,
+) -> SearchPage:
+    """Fetch one page and check it is a usable ``searchset`` Bundle."""
+    sensitive = tuple(sensitive)
+    if not client.same_server(client.url(url)):
+        raise _broken(client, url, "a saved next link points to another server than base_url")
+    headers = SEARCH_HEADERS if strict else LENIENT_HEADERS
+    body, response = client.get_json(url, params=params, headers=headers, sensitive=sensitive)
+    where = f"site {client.site}: {http.redact_url(response.url)}"
+    kind = body.get("resourceType")
+    if kind == "OperationOutcome":
+        said = http.scrub(http.outcome_text(body) or "", sensitive)
+        raise errors.SourceError(f"{where}: the server answered with an OperationOutcome: {said}")
+    if kind != "Bundle":
+        raise errors.SourceError(f"{where}: expected a Bundle of search results, got {str(kind)[:40]!r}")
+    if body.get("type") not in (None, "searchset"):
+        raise errors.SourceError(f"{where}: expected a searchset Bundle, got type {str(body['type'])[:40]!r}")
+    entries = body.get("entry", [])
+    if not isinstance(entries, list):
+        raise errors.SourceError(f"{where}: Bundle.entry is not a list")
+    total = body.get("total") if isinstance(body.get("total"), int) else None
+    next_url = _next_link(client, response.url, body)
+    if not entries and next_url is not None:
+        raise errors.SourceError(
+            f"{where}: a page without entries links to a next page; the server's paging is broken "
+            "(nothing from this search was lost: the pass resumes here next time)"
+        )
+    if not entries and first and total:
+        raise errors.SourceError(f"{where}: the Bundle says total {total} but carries no entries")
+    lines = list(_lines(entries, resource_type, client.site, sensitive))
+    return SearchPage(response.url, lines, next_url, _server_time(body, response.headers), total)
+
+
+def _lines(
+    entries: list[Any], resource_type: str, site: str, sensitive: tuple[str, ...]
+) -> Iterator[SourceLine | BadLine]:
+    for number, entry in enumerate(entries, start=1):
+        location = f"{resource_type} search entry {number}"
+        if not isinstance(entry, dict):
+            yield BadLine(resource_type, location, "Bundle entry is not an object")
+            continue
+        search = entry.get("search")
+        mode = search.get("mode") if isinstance(search, dict) else None
+        resource = entry.get("resource")
+        kind = resource.get("resourceType") if isinstance(resource, dict) else None
+        if mode == "outcome" or kind == "OperationOutcome":
+            said = http.scrub(http.outcome_text(resource) or "", sensitive)
+            log.warning("server message in search results", extra={"site": site, "said": said})
+            continue
+        if mode == "include":
+            continue  # _include'd resources: we never ask for them
+        if not isinstance(resource, dict):
+            yield BadLine(resource_type, location, "Bundle entry has no resource")
+        elif resource.get("resourceType") != resource_type:
+            got = str(resource.get("resourceType"))[:40]
+            yield BadLine(resource_type, location, f"resourceType is {got!r}, not {resource_type}")
+        elif not isinstance(resource.get("id"), str) or not resource["id"]:
+            yield BadLine(resource_type, location, "resource has no id")
+        else:
+            yield SourceLine(resource_type, resource, f"{resource_type}/{resource['id']}")
+
+
+def _next_link(client: http.FhirClient, page_url: str, body: dict[str, Any]) -> str | None:
+    links = body.get("link", [])
+    if not isinstance(links, list):
+        raise _broken(client, page_url, "Bundle.link is not a list")
+    for link in links:
+        if isinstance(link, dict) and link.get("relation") == "next":
+            target = link.get("url")
+            if not isinstance(target, str) or not target.strip():
+                raise _broken(client, page_url, "the next link has no url")
+            absolute = urllib.parse.urljoin(page_url, target.strip())
+            if urllib.parse.urlsplit(absolute).scheme not in ("http", "https"):
+                raise _broken(client, page_url, "the next link is not an http(s) URL")
+            if not client.same_server(absolute):
+                # Following it would send our credentials to another host.
+                raise _broken(client, page_url, "the next link points to another server than base_url")
+            return absolute
+    return None
+
+
+def _broken(client: http.FhirClient, url: str, problem: str) -> errors.SourceError:
+    return errors.SourceError(
+        f"site {client.site}: {http.redact_url(url)}: broken paging: {problem}; "
+        "the pass stops here and resumes from the last committed page"
+    )
+
+
+def _server_time(body: dict[str, Any], headers: Mapping[str, str]) -> dt.datetime | None:
+    meta = body.get("meta")
+    stamp = meta.get("lastUpdated") if isinstance(meta, dict) else None
+    moment = parse_instant(stamp) if isinstance(stamp, str) else None
+    if moment is None and headers.get("Date"):
+        try:
+            moment = email.utils.parsedate_to_datetime(headers["Date"])
+        except (TypeError, ValueError):
+            moment = None
+    return moment if moment is not None and moment.tzinfo is not None else None
+
+
+def parse_instant(text: str) -> dt.datetime | None:
+    """A FHIR ``instant`` (always with a zone: https://hl7.org/fhir/R4/datatypes.html#instant)."""
+    try:
+        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _normal(url: str) -> str:
+    """A URL's identity for loop detection: parameter order and encoding do not matter."""
+    parts = urllib.parse.urlsplit(url)
+    query = sorted(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query), fragment=""))

@@ -1,0 +1,297 @@
+"""The FHIR REST search source: roster patients by identifier, their data in batches, page by page.
+
+DESIGN.md §2.  Patients are found by searching their roster identifiers
+(``Patient?identifier=system|value,...``), never by name.  Then, per
+resource type, one search per batch of patients (``patient=a,b,c``):
+Observations only with the catalog's mapped codes (long code lists are split
+over several searches) and the configured categories; all
+MedicationAdministrations and Procedures.  Each Bundle page becomes one
+``Page``, the unit the sync commits.
+
+Incremental passes ask for ``_lastUpdated=gt<since>``.  A page's watermark is
+the server's own time when the pass's first search ran (the Bundle's
+``meta.lastUpdated``, else the ``Date`` header), never our clock: anything
+committed at the server while the pass was running is at or after that time,
+so the next pass, which asks from the watermark minus the sync's overlap,
+sees it.  The overlap also covers transactions that commit a little after
+the time they stamp.
+
+A page's cursor (JSON: the query plan's fingerprint, the query index, the
+next link and the pass's start time) lets an interrupted pass resume at the
+first uncommitted page with the original watermark.  A cursor from another
+plan (roster, catalog or batch size changed) is ignored and the resource
+type is read from the start, which only costs time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import orjson
+
+from adapter import paths
+from adapter import roster as roster_mod
+from adapter.fhir import bundles, connect, http
+from adapter.fhir import settings as fhir_settings
+from adapter.fhir.ndjson import BadLine, SourceLine
+from adapter.fhir.source import Page
+from adapter.mapping import catalog as catalog_mod
+from adapter.mapping.facts import ConceptKind
+
+log = logging.getLogger(__name__)
+
+OBSERVATION_KINDS = frozenset({ConceptKind.LAB, ConceptKind.VITAL, ConceptKind.SCORE})
+CURSOR_VERSION = 1
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Query:
+    """One search: a resource type and its parameters (without paging)."""
+
+    resource_type: str
+    params: tuple[tuple[str, str], ...]
+
+    def fingerprint(self) -> bytes:
+        return orjson.dumps([self.resource_type, self.params])
+
+
+@dataclass(frozen=True)
+class PassCursor:
+    """Where a pass over one resource type stands after a committed page."""
+
+    plan: str  # fingerprint of the query plan it belongs to
+    query: int  # the query to continue with
+    next_url: str | None  # the page of that query to continue with; None: its first page
+    started: str | None  # the server's time when the pass began (the watermark), ISO 8601
+
+    def dump(self) -> str:
+        return orjson.dumps({"v": CURSOR_VERSION, **self.__dict__}).decode()
+
+    @classmethod
+    def load(cls, text: str) -> PassCursor | None:
+        try:
+            data = orjson.loads(text)
+            if data.get("v") != CURSOR_VERSION:
+                return None
+            cursor = cls(str(data["plan"]), int(data["query"]), data.get("next_url"), data.get("started"))
+        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+            return None
+        return cursor
+
+
+def escape_token(value: str) -> str:
+    """Escape a token part for a search value (https://hl7.org/fhir/R4/search.html#escaping)."""
+    for char in ("\\", ",", "|", "$"):
+        value = value.replace(char, "\\" + char)
+    return value
+
+
+def observation_code_tokens(catalog: catalog_mod.Catalog) -> list[str]:
+    """``system|code`` tokens for every Observation concept's code, in each system spelling.
+
+    A site may send a code system under an alias (an OID instead of the URI);
+    the catalog knows the aliases, so the search asks for those spellings too.
+    """
+    spellings: dict[str, list[str]] = {}
+    for alias, canonical in catalog.system_aliases.items():
+        spellings.setdefault(canonical, []).append(alias)
+    tokens = {
+        f"{escape_token(spelling)}|{escape_token(code)}"
+        for (system, code), concept_id in catalog.codes.items()
+        if catalog.concepts[concept_id].kind in OBSERVATION_KINDS
+        for spelling in (system, *spellings.get(system, ()))
+    }
+    return sorted(tokens)
+
+
+def plan_fingerprint(queries: Sequence[Query]) -> str:
+    """Identifies a query plan, so a cursor is only used with the plan that wrote it."""
+    return hashlib.sha256(b"\n".join(q.fingerprint() for q in queries)).hexdigest()[:16]
+
+
+def search_since(since: dt.datetime) -> str:
+    """The ``_lastUpdated`` value for "changed after ``since``", in UTC to the millisecond."""
+    moment = since if since.tzinfo is not None else since.replace(tzinfo=dt.UTC)
+    return "gt" + moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class RestSearchSource:
+    """A site's FHIR search API as a ``Source`` (see ``adapter.fhir.source``)."""
+
+    def __init__(
+        self,
+        site: str,
+        settings: fhir_settings.RestSource,
+        *,
+        roster_path: Path | None = None,
+        roster: roster_mod.Roster | None = None,
+        catalog: catalog_mod.Catalog | None = None,
+        client: http.FhirClient | None = None,
+        filter_observations: bool = True,
+    ) -> None:
+        self.site = site
+        self.filter_observations = filter_observations  # False only for discovery
+        self.settings = settings
+        self._roster_path = roster_path
+        self._roster = roster
+        self._catalog = catalog
+        self._client = client
+        self._complete_pass = False
+
+    # Loaded on first use: building a source must stay cheap and offline
+    # (the CLI builds one per site just to ask for a progress-bar total).
+
+    @property
+    def client(self) -> http.FhirClient:
+        if self._client is None:
+            self._client = connect.client_for(self.site, self.settings)
+        return self._client
+
+    @property
+    def roster(self) -> roster_mod.Roster:
+        if self._roster is None:
+            if self._roster_path is None:
+                raise ValueError("RestSearchSource needs a roster or a roster_path")
+            self._roster = roster_mod.load_roster(self._roster_path)
+        return self._roster
+
+    @property
+    def catalog(self) -> catalog_mod.Catalog:
+        if self._catalog is None:
+            folder = self.settings.mappings or paths.default_mappings_dir()
+            self._catalog = catalog_mod.load_catalog(folder, self.site)
+        return self._catalog
+
+    # Source ---------------------------------------------------------------
+
+    @property
+    def complete_listing(self) -> bool:
+        """True only after a pass that read every type from scratch (no ``since``, no resume).
+
+        Then a stored resource the pass did not see was deleted at the site (or
+        left the roster or the catalog), and the sync retires what it fed.
+        """
+        return self._complete_pass
+
+    def patients(self) -> Iterator[SourceLine | BadLine]:
+        """Roster patients, found by identifier search in batches; each Patient once."""
+        self._complete_pass = True  # a pass begins; pages() clears it if the pass is partial
+        seen: set[str] = set()
+        entries = sorted(self.roster.entries, key=lambda e: (e.identifier_system, e.identifier_value))
+        for batch in chunks(entries, self.settings.patient_batch_size):
+            tokens = [
+                f"{escape_token(e.identifier_system)}|{escape_token(e.identifier_value)}" for e in batch
+            ]
+            params = {"identifier": ",".join(tokens), "_count": str(max(self.settings.page_size, len(batch)))}
+            values = [e.identifier_value for e in batch]
+            for page in bundles.walk(
+                self.client,
+                "Patient",
+                resource_type="Patient",
+                params=params,
+                sensitive=values,
+                strict=self.settings.strict_search,
+            ):
+                for line in page.lines:
+                    if isinstance(line, SourceLine):
+                        if line.resource["id"] in seen:
+                            continue
+                        seen.add(line.resource["id"])
+                    yield line
+
+    def pages(
+        self,
+        resource_type: str,
+        *,
+        patient_refs: Sequence[str],
+        since: dt.datetime | None,
+        resume: str | None,
+    ) -> Iterator[Page]:
+        """Pages of one resource type for these patients, resuming after ``resume`` if it fits."""
+        if since is not None or resume is not None:
+            self._complete_pass = False
+        patient_ids = [ref.split("/", 1)[1] for ref in patient_refs if ref.startswith("Patient/")]
+        queries = self.plan(resource_type, patient_ids, since)
+        fingerprint = plan_fingerprint(queries)
+        cursor = PassCursor.load(resume) if resume else None
+        if resume and (cursor is None or cursor.plan != fingerprint or cursor.query > len(queries)):
+            log.info(
+                "saved resume point does not fit the current searches; reading this type from the start",
+                extra={"site": self.site, "resource_type": resource_type},
+            )
+            cursor = None
+        started = cursor.started if cursor else None
+        watermark = bundles.parse_instant(started) if started else None
+        first_page = cursor is None
+        if cursor is not None and cursor.query >= len(queries):
+            # Every page was committed, the end of the pass was not: hand back the watermark.
+            yield Page(lines=[], cursor=resume, watermark=watermark)
+            return
+        for index in range(cursor.query if cursor else 0, len(queries)):
+            query = queries[index]
+            saved_next = cursor.next_url if cursor is not None and index == cursor.query else None
+            walk = bundles.walk(
+                self.client,
+                saved_next or query.resource_type,
+                resource_type=resource_type,
+                params=None if saved_next else dict(query.params),
+                sensitive=patient_ids,
+                strict=self.settings.strict_search,
+            )
+            for page in walk:
+                if first_page:
+                    first_page = False
+                    watermark = page.server_time
+                    started = watermark.isoformat() if watermark else None
+                    if watermark is None:
+                        log.warning(
+                            "the server gives no time with its search results (no Bundle.meta.lastUpdated, "
+                            "no Date header), so this pass cannot set a watermark",
+                            extra={"site": self.site, "resource_type": resource_type},
+                        )
+                position = PassCursor(
+                    fingerprint, index if page.next_url else index + 1, page.next_url, started
+                )
+                yield Page(lines=page.lines, cursor=position.dump(), watermark=watermark)
+
+    def expected_total(self) -> int | None:
+        return None  # counting would cost a search per batch; the progress bar runs without a total
+
+    # plan -------------------------------------------------------------------
+
+    def plan(self, resource_type: str, patient_ids: Sequence[str], since: dt.datetime | None) -> list[Query]:
+        """The searches one pass runs for a resource type, in a stable order."""
+        settings = self.settings
+        extra: list[tuple[str, str]] = []
+        code_chunks: list[Sequence[str]] = [()]
+        if resource_type == "Observation":
+            if self.filter_observations:
+                codes = observation_code_tokens(self.catalog)
+                if not codes:
+                    return []  # nothing mapped: asking without a code filter would fetch everything
+                code_chunks = list(chunks(codes, settings.codes_per_query))
+            if settings.observation_category:
+                extra.append(("category", ",".join(settings.observation_category)))
+        if since is not None:
+            extra.append(("_lastUpdated", search_since(since)))
+        queries = []
+        for batch in chunks(sorted(patient_ids), settings.patient_batch_size):
+            for codes_chunk in code_chunks:
+                params = [("patient", ",".join(escape_token(i) for i in batch))]
+                if codes_chunk:
+                    params.append(("code", ",".join(codes_chunk)))
+                params += [*extra, ("_count", str(settings.page_size))]
+                queries.append(Query(resource_type, tuple(params)))
+        return queries

@@ -1,0 +1,270 @@
+"""The ``[sites.source]`` tables for a FHIR server: URL, auth, TLS, paging, retries.
+
+These are the ``fhir-rest`` (search API) and ``fhir-bulk`` (Bulk Data
+``$export``) source kinds; ``adapter.config`` puts them into the
+``SourceConfig`` union next to ``ndjson``.  Site IT teams write them by hand,
+so every field's ``description`` doubles as the fix shown when it is wrong.
+
+Secrets are never values in this file, only the *name* of an environment
+variable or the *path* of a file that holds them: config files travel into
+backups, tickets and screen shares (cumulus-fhir-support
+``client.create_for_cli`` makes the same choice for command-line flags).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+Strict = ConfigDict(extra="forbid", frozen=True)
+Resolve = Callable[[Path], Path]
+
+URL_PATTERN = r"^https?://[^\s?#]+$"
+
+
+class NoAuth(BaseModel):
+    model_config = Strict
+
+    kind: Literal["none"] = Field(description='"none": the server needs no credentials (test servers only)')
+
+
+class BearerAuth(BaseModel):
+    model_config = Strict
+
+    kind: Literal["bearer"] = Field(description='"bearer": a static access token issued by the site')
+    token_env: str | None = Field(
+        None, description="name of the environment variable holding the bearer token"
+    )
+    token_file: Path | None = Field(
+        None, description="file holding the bearer token on its first line (keep it 0600)"
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _one_secret(self) -> BearerAuth:
+        _exactly_one(self.token_env, self.token_file, "token_env", "token_file")
+        return self
+
+
+class BasicAuth(BaseModel):
+    model_config = Strict
+
+    kind: Literal["basic"] = Field(description='"basic": HTTP basic auth with a user name and password')
+    username: str = Field(min_length=1, description="the HTTP basic user name the site gave the adapter")
+    password_env: str | None = Field(
+        None, description="name of the environment variable holding the HTTP basic password"
+    )
+    password_file: Path | None = Field(
+        None, description="file holding the HTTP basic password on its first line (keep it 0600)"
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _one_secret(self) -> BasicAuth:
+        _exactly_one(self.password_env, self.password_file, "password_env", "password_file")
+        return self
+
+
+class SmartBackendAuth(BaseModel):
+    """SMART Backend Services: https://hl7.org/fhir/smart-app-launch/backend-services.html"""
+
+    model_config = Strict
+
+    kind: Literal["smart-backend"] = Field(
+        description='"smart-backend": SMART Backend Services (client credentials with a signed JWT)'
+    )
+    client_id: str = Field(min_length=1, description="the client_id the site registered for the adapter")
+    key_file: Path = Field(
+        description="the adapter's private key: a JWKS / JWK JSON file or a PEM file (keep it 0600); "
+        "the site registers the matching public key"
+    )
+    kid: str | None = Field(
+        None,
+        description="key id of the signing key, as registered at the site; default: the key's own kid "
+        "in a JWKS file, else the RFC 7638 thumbprint of the key",
+    )
+    alg: Literal["RS384", "ES384"] | None = Field(
+        None, description='"RS384" (RSA key) or "ES384" (EC P-384 key); default: from the key type'
+    )
+    token_url: str | None = Field(
+        None,
+        pattern=URL_PATTERN,
+        description="the OAuth token endpoint; default: token_endpoint from "
+        "<base_url>/.well-known/smart-configuration",
+    )
+    scope: str | None = Field(
+        None,
+        description='scopes to request, e.g. "system/Observation.rs system/Patient.rs"; default: read '
+        "access to the resource types the adapter reads (SMART v2 or v1 syntax, as the server offers)",
+    )
+
+
+AuthConfig = Annotated[NoAuth | BearerAuth | BasicAuth | SmartBackendAuth, Field(discriminator="kind")]
+
+
+class TlsSettings(BaseModel):
+    model_config = Strict
+
+    verify: bool = Field(
+        True,
+        description="true (the default) to check the server's TLS certificate; false only for test "
+        "servers, and it is logged as a warning on every start",
+    )
+    ca_bundle: Path | None = Field(
+        None, description="PEM file of the CA certificates to trust, for sites with their own CA"
+    )
+    client_cert: Path | None = Field(
+        None, description="PEM client certificate for mutual TLS (with client_key, or a combined PEM)"
+    )
+    client_key: Path | None = Field(None, description="PEM private key of the mutual-TLS client certificate")
+
+    @pydantic.model_validator(mode="after")
+    def _key_needs_cert(self) -> TlsSettings:
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key is set but client_cert is not; mutual TLS needs both")
+        return self
+
+    def resolved(self, resolve: Resolve) -> TlsSettings:
+        return self.model_copy(
+            update={
+                name: resolve(value)
+                for name in ("ca_bundle", "client_cert", "client_key")
+                if (value := getattr(self, name)) is not None
+            }
+        )
+
+
+class RetrySettings(BaseModel):
+    model_config = Strict
+
+    attempts: int = Field(5, ge=1, le=20, description="tries per request before giving up (1 to 20)")
+    backoff_seconds: float = Field(
+        1.0, gt=0, le=60, description="wait before the first retry, doubled each retry (seconds)"
+    )
+    max_backoff_seconds: float = Field(
+        60.0, gt=0, le=3600, description="longest wait between two tries (seconds)"
+    )
+    retry_after_cap_seconds: float = Field(
+        120.0,
+        ge=0,
+        le=3600,
+        description="longest wait the adapter grants a server's Retry-After header (seconds)",
+    )
+    max_wait_seconds: float = Field(
+        600.0, ge=0, le=6 * 3600, description="total waiting allowed for one request (seconds)"
+    )
+
+
+class FhirServerSettings(BaseModel):
+    """What every FHIR-server source needs: where it is and how to talk to it."""
+
+    model_config = Strict
+
+    base_url: str = Field(
+        pattern=URL_PATTERN,
+        description='the FHIR R4 base URL, e.g. "https://ehr.example.org/fhir/r4" (no query string)',
+    )
+    auth: AuthConfig = Field(
+        NoAuth(kind="none"),
+        description='a table with kind = "smart-backend", "bearer", "basic" or "none"',
+    )
+    tls: TlsSettings = Field(TlsSettings(), description="TLS settings: verify, ca_bundle, client_cert")
+    timeout_seconds: float = Field(
+        60.0, gt=0, le=900, description="seconds to wait for the server to answer one request"
+    )
+    retry: RetrySettings = Field(RetrySettings(), description="retry and backoff settings")
+
+    def _resolved_paths(self, resolve: Resolve) -> dict[str, object]:
+        update: dict[str, object] = {"tls": self.tls.resolved(resolve)}
+        auth = self.auth
+        if isinstance(auth, BearerAuth) and auth.token_file is not None:
+            update["auth"] = auth.model_copy(update={"token_file": resolve(auth.token_file)})
+        elif isinstance(auth, BasicAuth) and auth.password_file is not None:
+            update["auth"] = auth.model_copy(update={"password_file": resolve(auth.password_file)})
+        elif isinstance(auth, SmartBackendAuth):
+            update["auth"] = auth.model_copy(update={"key_file": resolve(auth.key_file)})
+        return update
+
+
+class RestSource(FhirServerSettings):
+    """The FHIR search API (DESIGN.md §2): roster patients in batches, paged, incremental."""
+
+    kind: Literal["fhir-rest"] = Field(description='"fhir-rest": the site\'s FHIR R4 search API')
+    patient_batch_size: int = Field(
+        20, ge=1, le=200, description="patients per search (patient=a,b,c), 1 to 200"
+    )
+    page_size: int = Field(100, ge=1, le=1000, description="resources per page (_count), 1 to 1000")
+    codes_per_query: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="Observation codes per search; longer code lists are split into several searches "
+        "so URLs stay under the server's limit",
+    )
+    observation_category: tuple[str, ...] = Field(
+        (),
+        description='Observation categories to ask for, e.g. ["laboratory", "vital-signs"] or '
+        '"system|code" tokens; empty: any category',
+    )
+    strict_search: bool = Field(
+        True,
+        description="true (the default) asks the server to refuse search parameters it does not support "
+        "(Prefer: handling=strict) instead of ignoring them; false only for servers that reject the header",
+    )
+    mappings: Path | None = Field(
+        None,
+        description="mapping folder whose codes filter Observation searches; default: [study] mappings",
+    )
+
+    def resolved(self, resolve: Resolve, study_mappings: Path) -> RestSource:
+        update = self._resolved_paths(resolve)
+        update["mappings"] = resolve(self.mappings) if self.mappings is not None else study_mappings
+        return self.model_copy(update=update)
+
+
+class BulkSource(FhirServerSettings):
+    """Bulk Data export: https://hl7.org/fhir/uv/bulkdata/export.html"""
+
+    kind: Literal["fhir-bulk"] = Field(description='"fhir-bulk": the site\'s FHIR Bulk Data $export')
+    group_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9\-.]{1,64}$",
+        description="id of the site's Group of trial patients (Group/<id>/$export); "
+        "without it Patient/$export is used",
+    )
+    work_dir: Path = Field(
+        description="folder the export is downloaded into (and the export status kept, for resuming)"
+    )
+    poll_cap_seconds: float = Field(
+        300.0,
+        ge=1,
+        le=3600,
+        description="longest wait between two status polls, whatever Retry-After says (seconds)",
+    )
+    max_export_hours: float = Field(
+        24.0, gt=0, le=24 * 30, description="give up waiting for the server's export after this many hours"
+    )
+
+    def resolved(self, resolve: Resolve, study_mappings: Path) -> BulkSource:
+        del study_mappings  # a Bulk export is not filtered by code
+        update = self._resolved_paths(resolve)
+        update["work_dir"] = resolve(self.work_dir)
+        return self.model_copy(update=update)
+
+
+# Discriminator tags of the models above, for adapter.config's error messages.
+TAGGED_MODELS: dict[str, type[BaseModel]] = {
+    "fhir-rest": RestSource,
+    "fhir-bulk": BulkSource,
+    "none": NoAuth,
+    "bearer": BearerAuth,
+    "basic": BasicAuth,
+    "smart-backend": SmartBackendAuth,
+}
+
+
+def _exactly_one(env: str | None, file: Path | None, env_name: str, file_name: str) -> None:
+    if (env is None) == (file is None):
+        raise ValueError(f"set exactly one of {env_name} (environment variable) or {file_name} (file)")

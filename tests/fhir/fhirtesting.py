@@ -1,0 +1,55 @@
+"""Shared by the FHIR source tests: a mocked base URL, a sleep recorder, demo configs for server sources.
+
+(A plain module, not the conftest: every test folder without ``__init__.py``
+has its conftest imported as ``conftest``, so importing from it is ambiguous.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from adapter import config as config_mod
+from adapter.demo import site as demo_site
+
+BASE = "https://ehr.example.org/fhir"
+# Fixed so keyed hashes are comparable between runs; never a site's secret.
+TEST_SECRET = "fhir-source-tests-only-secret-0123456789\n"  # noqa: S105
+
+
+class Sleeps(list[float]):
+    """Stands in for time.sleep: records the waits instead of waiting."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def demo_config(workdir: Path, sites: tuple[str, ...] = ("demo-north",)) -> config_mod.Config:
+    """The bundled demo config (NDJSON folders) for some sites, state under ``workdir``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "site-secret.key").write_text(TEST_SECRET)
+    config = demo_site.demo_config(workdir)
+    return config.model_copy(update={"sites": [s for s in config.sites if s.id in sites]})
+
+
+def server_config(
+    workdir: Path, base_url: str, sites: tuple[str, ...] = ("demo-north",), **source: Any
+) -> config_mod.Config:
+    """The demo config with its sites reading from a FHIR server instead of their folders."""
+    demo = demo_config(workdir, sites)
+    raw = demo.model_dump(mode="json", exclude={"source_file"}, exclude_defaults=True)
+    raw["study"] = {"id": demo.study.id, "mappings": str(demo.study.mappings)}
+    for site in raw["sites"]:
+        site["source"] = {"kind": source.pop("kind", "fhir-rest"), "base_url": base_url, **source}
+    return config_mod.config_from_dict(raw, base_dir=workdir)
+
+
+def repository_records(config: config_mod.Config) -> dict[str, list[dict[str, Any]]]:
+    """Every record file of the file repository, parsed."""
+    folder = config.repository.path  # type: ignore[union-attr]
+    return {
+        path.name: [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+        for path in sorted(folder.glob("*.ndjson"))
+    }

@@ -1,0 +1,224 @@
+"""The HTTP layer against a mocked server: what a real server cannot be made to do on demand.
+
+429 storms, 503s, timeouts, Retry-After in both forms, the wait caps, one
+re-authentication on 401, OperationOutcome bodies in plain words, and no
+patient identifiers in any message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+
+import prometheus_client
+import pytest
+import requests
+import responses
+
+from adapter import errors
+from adapter.fhir import http
+
+from fhirtesting import BASE, Sleeps
+
+OUTCOME = {
+    "resourceType": "OperationOutcome",
+    "issue": [{"severity": "error", "code": "processing", "diagnostics": "Unknown patient MRN-778812"}],
+}
+
+
+def responses_counted(site: str, status: str) -> float:
+    value = prometheus_client.REGISTRY.get_sample_value(
+        "trial_adapter_http_responses_total", {"site": site, "status": status}
+    )
+    return value or 0.0
+
+
+@responses.activate
+def test_429_storm_honours_retry_after_then_succeeds(client: http.FhirClient, sleeps: Sleeps) -> None:
+    for _ in range(3):
+        responses.get(f"{BASE}/Patient", status=429, headers={"Retry-After": "7"})
+    responses.get(f"{BASE}/Patient", json={"resourceType": "Bundle"})
+    before = responses_counted("test-site", "429")
+    body, _ = client.get_json("Patient")
+    assert body["resourceType"] == "Bundle"
+    assert sleeps == [7, 7, 7]
+    assert responses_counted("test-site", "429") - before == 3
+
+
+@responses.activate
+def test_retry_after_http_date_is_understood_and_capped(sleeps: Sleeps) -> None:
+    client = http.FhirClient(
+        "test-site", BASE, sleep=sleeps, retry=http.RetryPolicy(retry_after_cap=30, max_wait=100)
+    )
+    later = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(hours=5), usegmt=True)
+    responses.get(f"{BASE}/metadata", status=503, headers={"Retry-After": later})
+    responses.get(f"{BASE}/metadata", json={"resourceType": "CapabilityStatement"})
+    client.get_json("metadata")
+    assert sleeps == [30]  # five hours asked, the cap granted
+
+
+def test_parse_retry_after_forms() -> None:
+    now = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
+    assert http.parse_retry_after("120", now) == 120
+    assert http.parse_retry_after("Sat, 01 Mar 2025 12:00:30 GMT", now) == 30
+    assert http.parse_retry_after("Sat, 01 Mar 2025 11:00:00 GMT", now) == 0  # in the past: now
+    assert http.parse_retry_after("soon", now) is None
+    assert http.parse_retry_after(None, now) is None
+
+
+@responses.activate
+def test_503s_back_off_exponentially_with_jitter_and_give_up(client: http.FhirClient, sleeps: Sleeps) -> None:
+    responses.get(f"{BASE}/Observation", status=503, json=OUTCOME)
+    with pytest.raises(errors.TemporaryNetworkError) as caught:
+        client.get_json("Observation")
+    assert len(responses.calls) == 5 and len(sleeps) == 4  # five tries, four waits
+    for retry, waited in enumerate(sleeps, start=1):
+        ceiling = 2 ** (retry - 1)
+        assert ceiling / 2 <= waited <= ceiling  # "equal jitter" below the doubling ceiling
+    assert "gave up after 5 tries" in str(caught.value)
+    assert caught.value.status == 503
+
+
+@responses.activate
+def test_total_wait_is_capped(sleeps: Sleeps) -> None:
+    client = http.FhirClient(
+        "test-site", BASE, sleep=sleeps, retry=http.RetryPolicy(attempts=10, max_wait=20)
+    )
+    responses.get(f"{BASE}/Procedure", status=429, headers={"Retry-After": "15"})
+    with pytest.raises(errors.TemporaryNetworkError, match="limit"):
+        client.get_json("Procedure")
+    assert sleeps == [15]  # a second 15 s wait would pass the 20 s cap
+
+
+@responses.activate
+def test_timeouts_and_dropped_connections_are_retried(client: http.FhirClient, sleeps: Sleeps) -> None:
+    responses.get(f"{BASE}/Patient", body=requests.exceptions.ReadTimeout("read timed out"))
+    responses.get(f"{BASE}/Patient", body=requests.exceptions.ConnectionError("connection reset"))
+    responses.get(f"{BASE}/Patient", body=requests.exceptions.ChunkedEncodingError("body cut off"))
+    responses.get(f"{BASE}/Patient", json={"resourceType": "Bundle"})
+    assert client.get_json("Patient")[0]["resourceType"] == "Bundle"
+    assert len(sleeps) == 3
+
+
+@responses.activate
+def test_timeouts_that_never_end_name_the_problem(client: http.FhirClient) -> None:
+    responses.get(f"{BASE}/Patient", body=requests.exceptions.ReadTimeout("read timed out"))
+    with pytest.raises(errors.TemporaryNetworkError, match="did not answer in time"):
+        client.get_json("Patient")
+
+
+@responses.activate
+def test_tls_failure_is_fatal_with_the_fix(client: http.FhirClient, sleeps: Sleeps) -> None:
+    responses.get(f"{BASE}/metadata", body=requests.exceptions.SSLError("certificate verify failed"))
+    with pytest.raises(errors.FatalNetworkError, match="ca_bundle"):
+        client.get_json("metadata")
+    assert sleeps == []
+
+
+@responses.activate
+def test_fatal_status_is_not_retried_and_explained_without_phi(
+    client: http.FhirClient, sleeps: Sleeps
+) -> None:
+    responses.get(f"{BASE}/Patient", status=404, json=OUTCOME)
+    with pytest.raises(errors.FatalNetworkError) as caught:
+        client.get_json(
+            "Patient",
+            params={"identifier": "http://hospital/mrn|MRN-778812", "_count": "50"},
+            sensitive=["MRN-778812"],
+        )
+    message = str(caught.value)
+    assert len(responses.calls) == 1 and sleeps == []
+    assert "site test-site" in message and "answered 404" in message
+    assert "error: Unknown patient …" in message  # the server's words, the echoed MRN removed
+    assert "MRN-778812" not in message
+    assert "identifier=…(1)" in message and "_count=50" in message
+    assert "base_url" in message  # the fix
+
+
+@responses.activate
+def test_oauth_error_body_in_plain_words(client: http.FhirClient) -> None:
+    responses.post(
+        f"{BASE}/auth/token", status=400, json={"error": "invalid_client", "error_description": "unknown kid"}
+    )
+    with pytest.raises(errors.FatalNetworkError, match="unknown kid"):
+        client.request("POST", "auth/token", data={"grant_type": "client_credentials"})
+
+
+@responses.activate
+def test_html_error_page_is_not_dumped(client: http.FhirClient) -> None:
+    responses.get(f"{BASE}/Patient", status=403, body="<html>" + "x" * 5000, content_type="text/html")
+    with pytest.raises(errors.FatalNetworkError) as caught:
+        client.get_json("Patient")
+    assert "(an HTML error page)" in str(caught.value) and "xxxx" not in str(caught.value)
+
+
+class CountingAuth:
+    """An auth scheme that hands out numbered tokens and counts refreshes."""
+
+    def __init__(self) -> None:
+        self.token = 1
+        self.refreshes = 0
+
+    def headers(self, client: http.FhirClient) -> dict[str, str]:
+        return {"Authorization": f"Bearer t{self.token}"}
+
+    def refresh(self, client: http.FhirClient) -> bool:
+        self.refreshes += 1
+        self.token += 1
+        return True
+
+
+@responses.activate
+def test_401_gets_one_reauth_that_is_not_a_retry(sleeps: Sleeps) -> None:
+    auth = CountingAuth()
+    client = http.FhirClient("test-site", BASE, auth=auth, sleep=sleeps, retry=http.RetryPolicy(attempts=1))
+    responses.get(f"{BASE}/Patient", status=401)
+    responses.get(f"{BASE}/Patient", json={"resourceType": "Bundle"})
+    client.get_json("Patient")
+    assert auth.refreshes == 1 and sleeps == []  # attempts=1 and still through: not counted
+    assert responses.calls[1].request.headers["Authorization"] == "Bearer t2"
+
+
+@responses.activate
+def test_second_401_is_fatal(sleeps: Sleeps) -> None:
+    auth = CountingAuth()
+    client = http.FhirClient("test-site", BASE, auth=auth, sleep=sleeps)
+    responses.get(f"{BASE}/Patient", status=401)
+    with pytest.raises(errors.FatalNetworkError, match="refused the credentials"):
+        client.get_json("Patient")
+    assert auth.refreshes == 1 and len(responses.calls) == 2
+
+
+@responses.activate
+def test_malformed_json_is_a_source_error(client: http.FhirClient) -> None:
+    responses.get(
+        f"{BASE}/Observation", body=b'{"resourceType": "Bundle", "entry": [', content_type="application/json"
+    )
+    with pytest.raises(errors.SourceError, match="not valid JSON"):
+        client.get_json("Observation", params={"patient": "p1,p2"})
+
+
+def test_redact_url_keeps_paging_drops_who() -> None:
+    url = f"{BASE}/Observation?patient=a,b,c&code=http://loinc.org|1-8&_count=50&_lastUpdated=gt2025-01-01"
+    assert http.redact_url(url) == (
+        f"{BASE}/Observation?patient=…(3)&code=…(1)&_count=50&_lastUpdated=gt2025-01-01"
+    )
+    assert http.redact_url(f"{BASE}/metadata") == f"{BASE}/metadata"
+
+
+def test_outcome_text_reads_details_then_diagnostics() -> None:
+    body = {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {"severity": "error", "code": "invalid", "details": {"text": "bad date"}, "diagnostics": "x"},
+            {"severity": "warning", "code": "not-supported"},
+        ],
+    }
+    assert http.outcome_text(body) == "error: bad date; warning: not-supported"
+    assert http.outcome_text({"resourceType": "Patient"}) is None
+
+
+def test_verify_off_is_logged_loudly(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="adapter.fhir.http"):
+        http.FhirClient("test-site", BASE, verify=False)
+    assert "TLS certificate verification is OFF" in caplog.text
