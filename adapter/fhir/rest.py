@@ -37,7 +37,7 @@ import orjson
 
 from adapter import paths
 from adapter import roster as roster_mod
-from adapter.fhir import bundles, connect, http
+from adapter.fhir import bundles, connect, http, prefetch
 from adapter.fhir import settings as fhir_settings
 from adapter.fhir.ndjson import BadLine, SourceLine
 from adapter.fhir.source import Page
@@ -140,9 +140,11 @@ class RestSearchSource:
         catalog: catalog_mod.Catalog | None = None,
         client: http.FhirClient | None = None,
         filter_observations: bool = True,
+        prefetch: bool = True,
     ) -> None:
         self.site = site
         self.filter_observations = filter_observations  # False only for discovery
+        self.prefetch = prefetch  # fetch the next page while the sync stores this one
         self.settings = settings
         self._roster_path = roster_path
         self._roster = roster
@@ -222,6 +224,16 @@ class RestSearchSource:
         """Pages of one resource type for these patients, resuming after ``resume`` if it fits."""
         if since is not None or resume is not None:
             self._complete_pass = False
+        pages = self._pages(resource_type, patient_refs, since, resume)
+        return prefetch.ahead(pages, f"fhir-prefetch-{self.site}") if self.prefetch else pages
+
+    def _pages(
+        self,
+        resource_type: str,
+        patient_refs: Sequence[str],
+        since: dt.datetime | None,
+        resume: str | None,
+    ) -> Iterator[Page]:
         patient_ids = [ref.split("/", 1)[1] for ref in patient_refs if ref.startswith("Patient/")]
         queries = self.plan(resource_type, patient_ids, since)
         fingerprint = plan_fingerprint(queries)
