@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from adapter import errors
+from adapter.fhir.medications import MedicationResolver
 
 RESOURCE_ORDER = ("Patient", "Observation", "MedicationAdministration", "Procedure")
 
@@ -106,14 +107,32 @@ class NdjsonFolderSource:
     def pages(self, resource_type: str, **_ignored: object) -> Iterator[Any]:
         from adapter.fhir.source import Page
 
+        medications = self._medications() if resource_type == "MedicationAdministration" else None
         page: list[SourceLine | BadLine] = []
         for line in read_resources(self.folder, resource_type):
             page.append(line)
             if len(page) >= self.page_size:
-                yield Page(lines=page)
+                yield Page(lines=_inlined(page, medications))
                 page = []
         if page:
-            yield Page(lines=page)
+            yield Page(lines=_inlined(page, medications))
+
+    def _medications(self) -> MedicationResolver:
+        """The folder's Medication files, which administrations may reference instead of a code."""
+        resolver = MedicationResolver()
+        for line in read_resources(self.folder, "Medication"):
+            if isinstance(line, SourceLine):
+                resolver.add(line.resource)
+        return resolver
 
     def expected_total(self) -> int | None:
         return count_lines(self.folder)
+
+
+def _inlined(
+    page: list[SourceLine | BadLine], medications: MedicationResolver | None
+) -> list[SourceLine | BadLine]:
+    """The page, its administrations carrying the Medications they reference (medications.py)."""
+    if medications is not None:
+        medications.inline([line.resource for line in page if isinstance(line, SourceLine)])
+    return page

@@ -511,6 +511,11 @@ def _medication_codeable(admin: Any) -> Any:
     return None
 
 
+def _reference_text(admin: Any) -> str:
+    """The medication reference as the site wrote it: a server id, never PHI; shortened."""
+    return repr(str(getattr(admin.medicationReference, "reference", None) or "(none)")[:80])
+
+
 def _map_administration(admin: Any, ref: str, source_version: str, ctx: SiteContext) -> MappingResult:
     subject_id = _subject(admin, "subject", ref, ctx)
     codeable = _medication_codeable(admin)
@@ -535,7 +540,8 @@ def _map_administration(admin: Any, ref: str, source_version: str, ctx: SiteCont
                     ctx,
                     IssueKind.UNKNOWN_CODE,
                     ref,
-                    f"{ref}: the medication reference cannot be resolved to a code",
+                    f"{ref}: the medication reference {_reference_text(admin)} cannot be resolved to a "
+                    "code (the site's Medication was not found); ask the site to send the code",
                     subject_id=subject_id,
                 )
             )
