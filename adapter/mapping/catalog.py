@@ -12,6 +12,7 @@ shaped it, so the trial repository can tell which mapping produced a value.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import tomllib
@@ -93,6 +94,30 @@ class Concept:
         return self.spec.kind
 
 
+@functools.lru_cache(maxsize=1024)
+def normal_system_url(system: str) -> str:
+    """One spelling of a code-system URL: ``http``, lower-case host, no trailing slash.
+
+    Sites write the same system several ways (``https://loinc.org``,
+    ``HTTP://LOINC.ORG/``); the scheme, the host's case and a trailing slash
+    never tell two code systems apart, so they are not allowed to make a known
+    code look unknown.  The path keeps its case (RxNorm's ``umls/rxnorm``).
+    Anything not an http(s) URL (``urn:oid:...``, a local name) is kept as is.
+    """
+    scheme, sep, rest = system.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return system
+    host, slash, path = rest.partition("/")
+    return f"http://{host.lower()}{slash}{path}".rstrip("/")
+
+
+def canonical(system: str, aliases: dict[str, str]) -> str:
+    """The catalog's name for a code system: its alias (``urn:oid:...``) resolved, one URL spelling."""
+    system = system.strip()
+    named = aliases.get(system) or aliases.get(normal_system_url(system)) or system
+    return normal_system_url(named)
+
+
 @dataclass(frozen=True)
 class Catalog:
     """The central catalog merged with one site's overrides."""
@@ -108,8 +133,7 @@ class Catalog:
     code_sources: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def canonical_system(self, system: str | None) -> str:
-        system = (system or "").strip()
-        return self.system_aliases.get(system, system)
+        return canonical(system or "", self.system_aliases)
 
     def concept_for(self, system: str | None, code: str | None) -> Concept | None:
         if not code:
@@ -151,8 +175,7 @@ def load_catalog(mapping_dir: Path, site: str | None = None) -> Catalog:
         system, sep, code = text.partition("|")
         if not sep or not system or not code:
             raise errors.MappingError(f'{where}: code {text!r} must be written "system|code"')
-        system = systems.get(system, system)
-        return aliases.get(system, system), code
+        return canonical(systems.get(system, system), aliases), code
 
     for index, spec in enumerate(central.concepts):
         where = f"{concepts_path} line {_concept_line(central_text, index)} (concept {spec.id!r})"

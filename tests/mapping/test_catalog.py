@@ -88,3 +88,42 @@ def test_ignored_code_cannot_also_be_mapped(mapping_dir: Path) -> None:
     (mapping_dir / "sites" / "x.toml").write_text('[ignored_codes]\n"http://loinc.org|2160-0" = "no"\n')
     with pytest.raises(errors.MappingError, match="both mapped and ignored"):
         catalog.load_catalog(mapping_dir, "x")
+
+
+@pytest.mark.parametrize(
+    "system",
+    [
+        "http://loinc.org",
+        "https://loinc.org",
+        "http://loinc.org/",
+        "HTTP://LOINC.ORG",
+        " http://loinc.org ",
+        "urn:oid:2.16.840.1.113883.6.1",
+    ],
+)
+def test_spellings_of_a_code_system_url_find_the_same_concept(system: str) -> None:
+    cat = catalog.load_catalog(paths.default_mappings_dir())
+    concept = cat.concept_for(system, "2160-0")
+    assert concept is not None and concept.id == "creatinine"
+
+
+@pytest.mark.parametrize(
+    ("system", "known"),
+    [
+        ("http://loinc.org/extra", False),  # another path is another system
+        ("urn:oid:2.16.840.1.113883.6.1.9", False),
+        ("loinc.org", False),  # not a URL: kept as written
+    ],
+)
+def test_other_systems_are_not_folded_into_a_known_one(system: str, known: bool) -> None:
+    cat = catalog.load_catalog(paths.default_mappings_dir())
+    assert (cat.concept_for(system, "2160-0") is not None) is known
+
+
+def test_a_site_override_written_with_https_matches_codes_sent_with_http(mapping_dir: Path) -> None:
+    site = mapping_dir / "sites" / "demo-north.toml"
+    text = site.read_text().replace("[codes]\n", '[codes]\n"https://Lab.Example/codes|K-7" = "creatinine"\n')
+    site.write_text(text)
+    cat = catalog.load_catalog(mapping_dir, "demo-north")
+    concept = cat.concept_for("http://lab.example/codes", "K-7")
+    assert concept is not None and concept.id == "creatinine"
