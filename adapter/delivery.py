@@ -11,6 +11,11 @@ retraction can never overtake the upsert before it.
 When the sink reports an outage (the repository as a whole is unreachable,
 see ``adapter.sinks.base``) the pass ends after that batch: the rest of the
 backlog waits for the next pass instead of timing out item by item.
+
+When the service is stopping (SIGTERM), ``should_stop`` ends the pass the
+same way between batches, and a sink that sends one request per item (the
+``http`` sink) also checks it between requests: what arrived is acknowledged
+with its batch, the rest stays queued, untried, for the next pass.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class DrainSummary:
     waiting: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
     stopped: str | None = None  # why the pass ended early (an outage), else None
+    interrupted: bool = False  # the pass ended early because ``should_stop`` asked it to
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -54,17 +60,26 @@ def drain(
     batch_size: int | None = None,
     max_attempts: int = 5,
     now: Callable[[], dt.datetime] = utcnow,
+    should_stop: Callable[[], bool] | None = None,
 ) -> DrainSummary:
     """Deliver every due outbox item; return what happened.
 
     ``batch_size`` defaults to what the sink asks for (``Sink.batch_size``).
+    ``should_stop`` is polled before each batch (the service's stop flag):
+    once it says stop, the pass ends with ``interrupted`` set and every item
+    not yet sent still pending, so the next pass sends each of them once.
     """
     size = batch_size if batch_size is not None else sink.batch_size
+    stop = should_stop or (lambda: False)
     summary = DrainSummary()
     blocked: set[tuple[str, str]] = set()
     last_id = 0
     while True:
         with sessions.begin() as session:
+            if stop():
+                summary.interrupted = True
+                summary.waiting += _count_pending_after(session, last_id)
+                return summary
             items = _pending_after(session, last_id, size)
             if not items:
                 return summary

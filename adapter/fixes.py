@@ -112,17 +112,8 @@ def map_code(
         raise FixRefused(
             f"{code} is listed under [ignored_codes] for {site_id}; undo that first, then map it"
         )
-    return _apply_override(
-        config,
-        sessions,
-        site_id,
-        action=MAP_CODE,
-        key=code,
-        value=concept,
-        actor=actor,
-        issue_key=issue_key,
-        describe=lambda n: f"Mapped {code} to {concept} at {site_id}: {n}",
-    )
+    edit = _OverrideEdit(MAP_CODE, code, concept, f"Mapped {code} to {concept} at {site_id}")
+    return _apply_override(config, sessions, site_id, edit, actor=actor, issue_key=issue_key)
 
 
 def map_unit(
@@ -144,17 +135,8 @@ def map_unit(
     catalog = _catalog(config, site_id)
     if catalog.unit_spellings.get(spelling) == ucum:
         raise FixRefused(f"{spelling!r} already reads as {ucum} at {site_id}; nothing to change")
-    return _apply_override(
-        config,
-        sessions,
-        site_id,
-        action=MAP_UNIT,
-        key=spelling,
-        value=ucum,
-        actor=actor,
-        issue_key=issue_key,
-        describe=lambda n: f"Unit {spelling!r} now reads as {ucum} at {site_id}: {n}",
-    )
+    edit = _OverrideEdit(MAP_UNIT, spelling, ucum, f"Unit {spelling!r} now reads as {ucum} at {site_id}")
+    return _apply_override(config, sessions, site_id, edit, actor=actor, issue_key=issue_key)
 
 
 def ignore_code(
@@ -175,17 +157,8 @@ def ignore_code(
         raise FixRefused(f"{code} means {catalog.codes[key]!r}; a mapped code cannot also be ignored")
     if key in catalog.ignored_codes:
         raise FixRefused(f"{code} is already ignored at {site_id}")
-    return _apply_override(
-        config,
-        sessions,
-        site_id,
-        action=IGNORE_CODE,
-        key=code,
-        value=reason,
-        actor=actor,
-        issue_key=issue_key,
-        describe=lambda n: f"{code} is no longer a protocol concept at {site_id}: {n}",
-    )
+    edit = _OverrideEdit(IGNORE_CODE, code, reason, f"{code} is no longer a protocol concept at {site_id}")
+    return _apply_override(config, sessions, site_id, edit, actor=actor, issue_key=issue_key)
 
 
 def ignore_issue(sessions: sessionmaker[Session], key: str, reason: str, *, actor: str) -> FixResult:
@@ -236,18 +209,8 @@ def undo(
             f"[{table}] {key!r} has changed since audit entry {audit_id} "
             f"(now {current!r}); undo the later change first"
         )
-    return _apply_override(
-        config,
-        sessions,
-        site_id,
-        action=UNDO,
-        key=key,
-        value=detail["before"],
-        actor=actor,
-        table=table,
-        undoes=audit_id,
-        describe=lambda n: f"Undid audit entry {audit_id} ({action} {key}): {n}",
-    )
+    edit = _OverrideEdit(UNDO, key, detail["before"], f"Undid audit entry {audit_id} ({action} {key})", table)
+    return _apply_override(config, sessions, site_id, edit, actor=actor, undoes=audit_id)
 
 
 def undone_by(session: Session, audit_id: int) -> int | None:
@@ -373,22 +336,35 @@ def _sites_lock(path: Path) -> Iterator[None]:
 # ----------------------------------------------------------------- applying and reporting
 
 
+@dataclass(frozen=True)
+class _OverrideEdit:
+    """One line of a site override file to set (``value=None``: remove), and how to say so.
+
+    Each fix checks its own preconditions and then only describes its edit;
+    ``_apply_override`` does the rest (lock, write, re-map, audit), the same
+    way for all of them.
+    """
+
+    action: str  # MAP_CODE, MAP_UNIT, IGNORE_CODE or UNDO: the audit entry's action
+    key: str
+    value: str | None
+    summary: str  # what was done, for people; the counts of what it changed are appended
+    table: str | None = None  # default: the action's table (an undo names the one it reverses)
+
+
 def _apply_override(
     config: config_mod.Config,
     sessions: sessionmaker[Session],
     site_id: str,
+    edit: _OverrideEdit,
     *,
-    action: str,
-    key: str,
-    value: str | None,
     actor: str,
-    describe: Any,
     issue_key: str | None = None,
-    table: str | None = None,
     undoes: int | None = None,
 ) -> FixResult:
     site = config.site(site_id)
-    table = table or MAPPING_ACTIONS[action]
+    action, key, value = edit.action, edit.key, edit.value
+    table = edit.table or MAPPING_ACTIONS[action]
     path = _override_path(config, site_id)
     # The site's sync lock: a fix's re-map and a scheduled pass of the same
     # site must never write at once.  Refuse rather than wait inside a request.
@@ -453,7 +429,7 @@ def _apply_override(
         audit_id=entry.id,
         action=action,
         site=site_id,
-        summary=describe(_counts_sentence(len(changed), resolved, opened)),
+        summary=f"{edit.summary}: {_counts_sentence(len(changed), resolved, opened)}",
         records_changed=len(changed),
         records_by_type=dict(sorted(by_type.items())),
         subjects=subjects,

@@ -1,8 +1,8 @@
 """The main job: sync every configured site, then drain the outbox.
 
-The CLI's ``sync --once`` and ``demo`` call ``run_once``; the scheduler calls
-its two halves, ``sync_locked`` per site and ``deliver_outbox``, as separate
-jobs.  One code path, so what a site IT team tests by hand is what runs
+The CLI's ``sync --once`` and ``demo`` call ``run_once`` (``load_setups`` +
+``run_setups``); the scheduler calls its two halves, ``sync_locked`` per site
+and ``deliver_outbox``, as separate jobs.  One code path, so what a site IT team tests by hand is what runs
 unattended.  Both halves run under a lock (``adapter.locks``): a second
 adapter process on the same database skips a site that is being synced
 instead of racing it.
@@ -35,9 +35,18 @@ class JobResult:
     busy: list[str] = field(default_factory=list)  # sites (or the outbox) another process held
 
 
-def expected_lines(sites: Sequence[config_mod.SiteConfig]) -> int:
+def load_setups(config: config_mod.Config, sites: Sequence[config_mod.SiteConfig]) -> list[SiteSetup]:
+    """Every site's files, loaded and checked: a broken one fails the run before any state changes."""
+    return [SiteSetup.load(config, site) for site in sites]
+
+
+def expected_lines(setups: Sequence[SiteSetup]) -> int:
     """Source lines to read, for a progress bar."""
-    return sum(source_factory.make_source(site).expected_total() or 0 for site in sites)
+    total = 0
+    for setup in setups:
+        source = source_factory.make_source(setup.site, catalog=setup.catalog, roster=setup.roster)
+        total += source.expected_total() or 0
+    return total
 
 
 def run_once(
@@ -50,7 +59,26 @@ def run_once(
     should_stop: StopCheck | None = None,
 ) -> JobResult:
     """Sync ``sites`` (all files loaded and checked first), then deliver."""
-    setups = [SiteSetup.load(config, site) for site in sites]  # fail fast, before any state changes
+    return run_setups(
+        config,
+        load_setups(config, sites),
+        full=full,
+        deliver=deliver,
+        progress=progress,
+        should_stop=should_stop,
+    )
+
+
+def run_setups(
+    config: config_mod.Config,
+    setups: Sequence[SiteSetup],
+    *,
+    full: bool = False,
+    deliver: bool = True,
+    progress: Progress | None = None,
+    should_stop: StopCheck | None = None,
+) -> JobResult:
+    """``run_once`` for sites already loaded (``load_setups``), e.g. to size a progress bar first."""
     sessions = db.open_store(config.store.url)
     result = JobResult(syncs=[], delivery=None)
     for setup in setups:
@@ -93,15 +121,20 @@ def sync_locked(
 
 
 def deliver_outbox(
-    config: config_mod.Config, sessions: sessionmaker[Session]
+    config: config_mod.Config, sessions: sessionmaker[Session], *, should_stop: StopCheck | None = None
 ) -> delivery.DrainSummary | None:
-    """Drain the outbox into the trial repository; None when another process is draining it."""
+    """Drain the outbox into the trial repository; None when another process is draining it.
+
+    ``should_stop`` (SIGTERM in the service) ends the drain between records;
+    what was not sent stays queued for the next drain.
+    """
     lock = locks.try_acquire(sessions, locks.OUTBOX)
     if lock is None:
         log.warning("the outbox is being delivered by another process; skipped")
         return None
     with lock:
-        return delivery.drain(sessions, factory.make_sink(config.repository))
+        sink = factory.make_sink(config.repository, should_stop=should_stop)
+        return delivery.drain(sessions, sink, should_stop=should_stop)
 
 
 def _close_interrupted_runs(sessions: sessionmaker[Session], site_id: str) -> None:

@@ -8,10 +8,11 @@ page.
 
 Stop (SIGTERM, SIGINT): a flag that every running pass polls between pages
 (``sync_site(should_stop=...)``); the pass commits the page it is on and
-ends with outcome ``stopped``.  The service waits at most
-``service.stop_timeout_seconds`` for that, then exits 0, or, if a pass is
-stuck (a hung network read), reports it and exits non-zero: what was
-committed is safe either way.
+ends with outcome ``stopped``.  A delivery polls it between records
+(``delivery.drain(should_stop=...)``) and leaves the rest queued.  The
+service waits at most ``service.stop_timeout_seconds`` for that, then exits
+0, or, if a pass is stuck (a hung network read), reports it and exits
+non-zero: what was committed is safe either way.
 
 Reload (SIGHUP): the config file is read and checked again; if it is valid
 the jobs are re-planned (sites added or removed, schedules changed), else
@@ -231,7 +232,9 @@ class Service:
                 return
             started = time.monotonic()
             try:
-                drained = job.deliver_outbox(self.config, self._require_sessions())
+                drained = job.deliver_outbox(
+                    self.config, self._require_sessions(), should_stop=self.stopping.is_set
+                )
             except Exception as exc:
                 _log_failure(scheduler.DELIVERY_JOB, exc, started)
                 return

@@ -134,7 +134,7 @@ def sync_site(
     """
     started = time.monotonic()
     site = setup.site
-    source = source or source_factory.make_source(site)
+    source = source or source_factory.make_source(site, catalog=setup.catalog, roster=setup.roster)
     stop = should_stop or (lambda: False)
     summary = SyncSummary(site=site.id)
     with sessions.begin() as session:

@@ -31,7 +31,21 @@ ISSUE_FIELDS = ("key", "kind", "status", "subject_id", "concept", "code", "unit"
 
 def repository_records(config: config_mod.Config) -> dict[str, list[dict[str, Any]]]:
     """Every record file of the file repository, parsed."""
-    folder = config.repository.path
+    return ndjson_files(config.repository.path)  # type: ignore[union-attr]  # the demo's is a file repository
+
+
+def golden_records() -> dict[str, list[dict[str, Any]]]:
+    """The golden record files: what the demo run must deliver, in the same form."""
+    return ndjson_files(GOLDEN)
+
+
+def golden_issues() -> list[dict[str, Any]]:
+    """The golden worklist: ``issue_list`` of the demo run."""
+    return list(orjson.loads((GOLDEN / "issues.json").read_bytes()))
+
+
+def ndjson_files(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    """Each ``*.ndjson`` file of ``folder`` by name, parsed line by line, so runs compare as data."""
     return {
         path.name: [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
         for path in sorted(folder.glob("*.ndjson"))

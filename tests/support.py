@@ -10,8 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
+import pytest
+
 from adapter import config as config_mod
+from adapter import job, paths
 from adapter.demo import site
+from adapter.mapping import engine
 
 TESTS = Path(__file__).resolve().parent
 GOLDEN = TESTS / "data" / "demo" / "expected"
@@ -42,3 +47,47 @@ def minimal_config(**overrides: Any) -> dict[str, Any]:
     }
     raw.update(overrides)
     return raw
+
+
+def phi_strings(data: Path | None = None) -> set[str]:
+    """Names, MRNs (every identifier value) and birth dates of every patient, on or off the roster.
+
+    What must never reach the trial repository, an issue, a log line or an
+    error message; tests scan their outputs for each of these strings.
+    ``data`` is a folder of site folders (default: the bundled demo's).
+    """
+    found: set[str] = set()
+    for patients in (data or paths.demo_data_dir()).glob("*/Patient.ndjson"):
+        for line in patients.read_bytes().splitlines():
+            patient = orjson.loads(line)
+            found |= {i["value"] for i in patient.get("identifier", [])}
+            for name in patient.get("name", []):
+                found |= set(name.get("given", [])) | {name.get("family", ""), name.get("text", "")}
+            found.add(patient.get("birthDate", ""))
+    return {s for s in found if s and len(s) >= 3}
+
+
+def crash_mid_sync_then_resume(
+    config: config_mod.Config, monkeypatch: pytest.MonkeyPatch, *, at_resource: int = 700
+) -> None:
+    """Run the sync with a power cut at the ``at_resource``-th resource mapped, then again cleanly.
+
+    The 700th resource of the demo lies inside the first site's pass, so the
+    crash leaves committed pages and an unfinished run for the second run to
+    resume from; the caller compares what that resumed run delivered.
+    """
+    real = engine.map_resource
+    mapped = 0
+
+    def crashing(*args: Any, **kwargs: Any) -> engine.MappingResult:
+        nonlocal mapped
+        mapped += 1
+        if mapped == at_resource:
+            raise RuntimeError("power cut")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "map_resource", crashing)
+    with pytest.raises(RuntimeError, match="power cut"):
+        job.run_once(config, config.sites)
+    monkeypatch.setattr(engine, "map_resource", real)
+    job.run_once(config, config.sites)

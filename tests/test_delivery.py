@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
 import pytest
+import responses
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter import config as config_mod
 from adapter import delivery, job, paths
 from adapter.demo import site as demo_site
+from adapter.sinks import factory as sink_factory
+from adapter.sinks import settings as sink_settings
 from adapter.sinks.base import Delivery, DeliveryResult, PlannedRequest
 from adapter.sinks.file import FileSink
 from adapter.store import db, models, state
@@ -314,3 +319,81 @@ def test_outbox_report_and_dry_run_selection(tmp_path: Path) -> None:
     later = clock + dt.timedelta(hours=2)
     due = delivery.due_deliveries(sessions, limit=4, now=lambda: later)
     assert [d.item_id for d in due] == [1, 2, 3, 4]
+
+
+# ----------------------------------------------------------------- stopping (SIGTERM in the service)
+
+
+def test_a_stopped_drain_leaves_the_rest_queued_and_the_next_sends_each_once(tmp_path: Path) -> None:
+    sessions = db.open_store(f"sqlite:///{tmp_path}/state.db")
+    enqueue_history(sessions)
+    expected = outbox_order(sessions)
+    sink = RecordingSink()
+    summary = delivery.drain(sessions, sink, batch_size=3, should_stop=lambda: len(sink.arrived) >= 6)
+    assert summary.interrupted and summary.stopped is None
+    assert summary.delivered == 6, "stopped between batches, after the second"
+    assert summary.waiting == len(expected) - 6
+    with sessions() as session:
+        assert state.outbox_backlog(session)[0] == len(expected) - 6
+
+    again = delivery.drain(sessions, sink, batch_size=3)
+    assert not again.interrupted and again.delivered == len(expected) - 6
+    arrived = [(d.subject_id, d.record_id, d.operation, d.payload.get("v", 0)) for d in sink.arrived]
+    assert arrived == expected, "every change once, in outbox order"
+    assert delivery.drain(sessions, sink).delivered == 0
+
+
+REPOSITORY = "https://trials.example.org/api"
+
+
+@responses.activate
+def test_a_stop_during_an_http_batch_ends_it_between_requests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions = db.open_store(f"sqlite:///{tmp_path}/state.db")
+    enqueue_history(sessions, subjects=2, versions=2)
+    with sessions() as session:
+        items = session.scalars(sa.select(models.OutboxItem).order_by(models.OutboxItem.id)).all()
+        expected = [
+            ("PUT" if i.operation == "upsert" else "DELETE", f"{REPOSITORY}/{i.record_type}/{i.record_id}")
+            for i in items
+        ]
+    monkeypatch.setenv("REPO_TOKEN", "test-token")
+    repository = sink_settings.HttpRepository.model_validate(
+        {"kind": "http", "url": REPOSITORY, "auth": {"kind": "bearer", "token_env": "REPO_TOKEN"}}
+    )
+    for method in (responses.PUT, responses.DELETE):
+        responses.add(method, re.compile(re.escape(REPOSITORY) + "/.*"), status=204)
+
+    def sent() -> list[tuple[str, str]]:
+        return [(call.request.method or "", call.request.url or "") for call in responses.calls]
+
+    def stop() -> bool:
+        return len(responses.calls) >= 3  # SIGTERM arrives while the third request is out
+
+    summary = delivery.drain(sessions, sink_factory.make_sink(repository, should_stop=stop), should_stop=stop)
+    assert summary.interrupted and summary.delivered == 3
+    assert sent() == expected[:3], "one batch of all items, ended after the third request"
+    with sessions() as session:
+        assert state.outbox_backlog(session)[0] == len(expected) - 3
+        assert not session.scalars(
+            sa.select(models.OutboxItem).where(
+                models.OutboxItem.delivered_at.is_(None), models.OutboxItem.attempts > 0
+            )
+        ).all(), "the untried items carry no failed attempt"
+
+    again = delivery.drain(sessions, sink_factory.make_sink(repository))
+    assert again.delivered == len(expected) - 3 and not again.interrupted
+    assert sent() == expected, "the rest once, in order"
+
+
+def test_the_delivery_job_hands_the_stop_check_to_the_drain(fresh_demo: config_mod.Config) -> None:
+    job.run_once(fresh_demo, fresh_demo.sites, deliver=False)
+    sessions = db.open_store(fresh_demo.store.url)
+    with sessions() as session:
+        queued = state.outbox_backlog(session)[0]
+    stopped = job.deliver_outbox(fresh_demo, sessions, should_stop=lambda: True)  # SIGTERM already came
+    assert stopped is not None and stopped.interrupted and stopped.delivered == 0
+    assert stopped.waiting == queued
+    resumed = job.deliver_outbox(fresh_demo, sessions)
+    assert resumed is not None and resumed.delivered == queued and not resumed.interrupted

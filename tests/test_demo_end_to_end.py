@@ -17,18 +17,10 @@ import sqlalchemy as sa
 
 from adapter import config as config_mod
 from adapter import job, paths
-from adapter.mapping import engine
 from adapter.store import db, models
 
-from golden import issue_list, repository_records
-from support import GOLDEN, prepare_demo_workdir
-
-
-def golden_records() -> dict[str, list[dict[str, object]]]:
-    return {
-        path.name: [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
-        for path in sorted(GOLDEN.glob("*.ndjson"))
-    }
+from golden import golden_issues, golden_records, issue_list, repository_records
+from support import crash_mid_sync_then_resume, phi_strings, prepare_demo_workdir
 
 
 def test_repository_matches_golden_records(demo_run: tuple[config_mod.Config, job.JobResult]) -> None:
@@ -38,7 +30,7 @@ def test_repository_matches_golden_records(demo_run: tuple[config_mod.Config, jo
 
 def test_issues_match_golden(demo_run: tuple[config_mod.Config, job.JobResult]) -> None:
     config, _ = demo_run
-    expected = orjson.loads((GOLDEN / "issues.json").read_bytes())
+    expected = golden_issues()
     assert issue_list(config) == expected
 
 
@@ -117,20 +109,7 @@ def test_crash_mid_sync_resumes_without_loss_or_duplicates(
 ) -> None:
     reference, _ = demo_run
     config = prepare_demo_workdir(tmp_path / "crash")
-    real = engine.map_resource
-    calls = {"n": 0}
-
-    def crashing(*args: object, **kwargs: object) -> engine.MappingResult:
-        calls["n"] += 1
-        if calls["n"] == 700:
-            raise RuntimeError("power cut")
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(engine, "map_resource", crashing)
-    with pytest.raises(RuntimeError):
-        job.run_once(config, config.sites)
-    monkeypatch.setattr(engine, "map_resource", real)
-    job.run_once(config, config.sites)
+    crash_mid_sync_then_resume(config, monkeypatch)
     assert repository_records(config) == repository_records(reference)
     sessions = db.open_store(config.store.url)
     with sessions() as session:
@@ -185,24 +164,8 @@ def _patient_for(folder: Path, roster_row: dict[str, str]) -> str:
     raise AssertionError("patient not found")
 
 
-def _phi_strings() -> set[str]:
-    """Names, MRNs and birth dates of every demo patient (on or off the roster)."""
-    found: set[str] = set()
-    for patients in paths.demo_data_dir().glob("*/Patient.ndjson"):
-        for line in patients.read_bytes().splitlines():
-            patient = orjson.loads(line)
-            found |= {i["value"] for i in patient.get("identifier", [])}
-            for name in patient.get("name", []):
-                found |= set(name.get("given", [])) | {name.get("family", "")}
-                if name.get("text"):
-                    found.add(name["text"])
-            if patient.get("birthDate"):
-                found.add(patient["birthDate"])
-    return {s for s in found if s and len(s) >= 3}
-
-
 def test_no_phi_in_outgoing_records_logs_or_issues(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    phi = _phi_strings()
+    phi = phi_strings()
     assert len(phi) > 10
     config = prepare_demo_workdir(tmp_path / "phi")
     with caplog.at_level(logging.DEBUG, logger="adapter"):

@@ -89,9 +89,10 @@ def _root(
 def _run_with_progress(
     config: job.config_mod.Config, sites: Sequence[job.config_mod.SiteConfig], *, full: bool, quiet: bool
 ) -> job.JobResult:
+    setups = job.load_setups(config, sites)
     if quiet:
-        return job.run_once(config, sites, full=full)
-    total = job.expected_lines(sites)
+        return job.run_setups(config, setups, full=full)
+    total = job.expected_lines(setups)
     columns = (
         TextColumn("[bold]syncing"),
         BarColumn(),
@@ -101,7 +102,7 @@ def _run_with_progress(
     )
     with Progress(*columns, console=common.err_console, transient=True) as bar:
         task = bar.add_task("sync", total=total)
-        return job.run_once(config, sites, full=full, progress=lambda n: bar.advance(task, n))
+        return job.run_setups(config, setups, full=full, progress=lambda n: bar.advance(task, n))
 
 
 @app.command()

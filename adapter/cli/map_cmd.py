@@ -9,9 +9,12 @@ resolves, audit it, and report how many protocol records changed.
 from __future__ import annotations
 
 import getpass
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
 from adapter import fixes, job
@@ -34,7 +37,24 @@ def _actor(given: str | None) -> str:
         return "cli"
 
 
-def _report(config: config_mod.Config, result: fixes.FixResult, deliver: bool) -> None:
+Fix = Callable[[config_mod.Config, sessionmaker[Session]], fixes.FixResult]
+
+
+def _run_fix(config_path: Path, deliver: bool, fix: Fix) -> None:
+    """Load the config, open the store, apply ``fix`` and report it.
+
+    Each subcommand only says which ``adapter.fixes`` call to make, so all
+    four report, deliver and turn errors into exit codes the same way.
+    """
+    with common.reported_errors():
+        config = common.load_config(config_path)
+        sessions = db.open_store(config.store.url)
+        _report(config, sessions, fix(config, sessions), deliver)
+
+
+def _report(
+    config: config_mod.Config, sessions: sessionmaker[Session], result: fixes.FixResult, deliver: bool
+) -> None:
     common.console.print(result.summary, highlight=False, soft_wrap=True)
     if result.records_by_type:
         common.console.print(
@@ -46,7 +66,7 @@ def _report(config: config_mod.Config, result: fixes.FixResult, deliver: bool) -
         common.console.print(f"  opened   {key}", highlight=False, soft_wrap=True)
     common.console.print(f"audit entry {result.audit_id} (undo: trial-adapter map undo {result.audit_id})")
     if deliver and result.records_changed:
-        drained = job.deliver_outbox(config, db.open_store(config.store.url))
+        drained = job.deliver_outbox(config, sessions)
         common.console.print(
             f"Delivered {drained.delivered} change(s)."
             if drained
@@ -64,11 +84,11 @@ def map_code(
     actor: ActorOption = None,
 ) -> None:
     """Map a site's local code to a catalog concept, re-map, and report."""
-    with common.reported_errors():
-        config = common.load_config(config_path)
-        sessions = db.open_store(config.store.url)
-        result = fixes.map_code(config, sessions, site, code, concept, actor=_actor(actor))
-        _report(config, result, deliver)
+    _run_fix(
+        config_path,
+        deliver,
+        lambda config, sessions: fixes.map_code(config, sessions, site, code, concept, actor=_actor(actor)),
+    )
 
 
 @app.command("unit")
@@ -81,11 +101,11 @@ def map_unit(
     actor: ActorOption = None,
 ) -> None:
     """Read a site's unit spelling as a UCUM unit, re-map, and report."""
-    with common.reported_errors():
-        config = common.load_config(config_path)
-        sessions = db.open_store(config.store.url)
-        result = fixes.map_unit(config, sessions, site, spelling, ucum, actor=_actor(actor))
-        _report(config, result, deliver)
+    _run_fix(
+        config_path,
+        deliver,
+        lambda config, sessions: fixes.map_unit(config, sessions, site, spelling, ucum, actor=_actor(actor)),
+    )
 
 
 @app.command("ignore-code")
@@ -98,11 +118,11 @@ def ignore_code(
     actor: ActorOption = None,
 ) -> None:
     """List a local code under [ignored_codes] (not a protocol concept), re-map, and report."""
-    with common.reported_errors():
-        config = common.load_config(config_path)
-        sessions = db.open_store(config.store.url)
-        result = fixes.ignore_code(config, sessions, site, code, reason, actor=_actor(actor))
-        _report(config, result, deliver)
+    _run_fix(
+        config_path,
+        deliver,
+        lambda config, sessions: fixes.ignore_code(config, sessions, site, code, reason, actor=_actor(actor)),
+    )
 
 
 @app.command("undo")
@@ -113,8 +133,8 @@ def undo(
     actor: ActorOption = None,
 ) -> None:
     """Reverse a mapping fix or an ignored issue, by its audit entry."""
-    with common.reported_errors():
-        config = common.load_config(config_path)
-        sessions = db.open_store(config.store.url)
-        result = fixes.undo(config, sessions, audit_id, actor=_actor(actor))
-        _report(config, result, deliver)
+    _run_fix(
+        config_path,
+        deliver,
+        lambda config, sessions: fixes.undo(config, sessions, audit_id, actor=_actor(actor)),
+    )

@@ -16,16 +16,17 @@ from adapter.fhir.source import Source
 from adapter.mapping import catalog as catalog_mod
 
 
-def make_source(
-    site: SiteConfig,
-    *,
-    catalog: catalog_mod.Catalog | None = None,
-    roster: roster_mod.Roster | None = None,
-) -> Source:
-    """The source for one site; ``catalog`` and ``roster`` spare a REST source loading them again."""
+def make_source(site: SiteConfig, *, catalog: catalog_mod.Catalog, roster: roster_mod.Roster) -> Source:
+    """The source for one site, reading with the caller's ``catalog`` and ``roster``.
+
+    A REST source searches the roster's patients and the catalog's mapped
+    codes.  The caller (the sync's ``SiteSetup``) has loaded and checked both
+    already, so they are passed in rather than loaded here again: one load
+    per pass, and the codes a pass searches for are the codes it maps with.
+    """
     config = site.source
     if isinstance(config, fhir_settings.RestSource):
-        return rest.RestSearchSource(site.id, config, roster_path=site.roster, roster=roster, catalog=catalog)
+        return rest.RestSearchSource(site.id, config, roster=roster, catalog=catalog)
     if isinstance(config, fhir_settings.BulkSource):
         return bulk_source.BulkExportSource(site.id, config)
     return NdjsonFolderSource(config.path)

@@ -30,12 +30,10 @@ import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 import orjson
 
-from adapter import paths
 from adapter import roster as roster_mod
 from adapter.fhir import bundles, connect, http, prefetch
 from adapter.fhir import settings as fhir_settings
@@ -135,9 +133,8 @@ class RestSearchSource:
         site: str,
         settings: fhir_settings.RestSource,
         *,
-        roster_path: Path | None = None,
-        roster: roster_mod.Roster | None = None,
-        catalog: catalog_mod.Catalog | None = None,
+        roster: roster_mod.Roster,
+        catalog: catalog_mod.Catalog,
         client: http.FhirClient | None = None,
         filter_observations: bool = True,
         prefetch: bool = True,
@@ -146,35 +143,19 @@ class RestSearchSource:
         self.filter_observations = filter_observations  # False only for discovery
         self.prefetch = prefetch  # fetch the next page while the sync stores this one
         self.settings = settings
-        self._roster_path = roster_path
-        self._roster = roster
-        self._catalog = catalog
+        # The caller's, already loaded and checked (``SiteSetup``): the source
+        # searches for exactly the patients and codes the pass maps.
+        self.roster = roster
+        self.catalog = catalog
         self._client = client
         self._complete_pass = False
 
-    # Loaded on first use: building a source must stay cheap and offline
-    # (the CLI builds one per site just to ask for a progress-bar total).
-
     @property
     def client(self) -> http.FhirClient:
+        """Connected on first use: building a source must stay cheap and offline."""
         if self._client is None:
             self._client = connect.client_for(self.site, self.settings)
         return self._client
-
-    @property
-    def roster(self) -> roster_mod.Roster:
-        if self._roster is None:
-            if self._roster_path is None:
-                raise ValueError("RestSearchSource needs a roster or a roster_path")
-            self._roster = roster_mod.load_roster(self._roster_path)
-        return self._roster
-
-    @property
-    def catalog(self) -> catalog_mod.Catalog:
-        if self._catalog is None:
-            folder = self.settings.mappings or paths.default_mappings_dir()
-            self._catalog = catalog_mod.load_catalog(folder, self.site)
-        return self._catalog
 
     # Source ---------------------------------------------------------------
 

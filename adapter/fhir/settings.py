@@ -213,15 +213,10 @@ class RestSource(FhirServerSettings):
         description="true (the default) asks the server to refuse search parameters it does not support "
         "(Prefer: handling=strict) instead of ignoring them; false only for servers that reject the header",
     )
-    mappings: Path | None = Field(
-        None,
-        description="mapping folder whose codes filter Observation searches; default: [study] mappings",
-    )
 
     def resolved(self, resolve: Resolve, study_mappings: Path) -> RestSource:
-        update = self._resolved_paths(resolve)
-        update["mappings"] = resolve(self.mappings) if self.mappings is not None else study_mappings
-        return self.model_copy(update=update)
+        del study_mappings  # Observation searches are filtered by the catalog the sync maps with
+        return self.model_copy(update=self._resolved_paths(resolve))
 
 
 class BulkSource(FhirServerSettings):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from adapter.config import FileRepository, RepositoryConfig
 from adapter.sinks import settings
 from adapter.sinks.base import Sink
@@ -11,17 +13,20 @@ from adapter.sinks.http import HttpSink
 from adapter.sinks.redcap import RedcapSink
 
 
-def make_sink(repository: RepositoryConfig) -> Sink:
+def make_sink(repository: RepositoryConfig, *, should_stop: Callable[[], bool] | None = None) -> Sink:
     """The sink the config asks for.
 
     Network sinks read their credentials on first use, so building one (for
     ``push --dry-run``, say) needs no token; a missing token surfaces as a
-    ConfigError on the first delivery.
+    ConfigError on the first delivery.  ``should_stop`` (the service's stop
+    flag) lets the ``http`` sink, which sends one request per item, end a
+    batch between requests; the others send a batch in a few requests and
+    leave stopping to the outbox, between batches.
     """
     if isinstance(repository, FileRepository):
         return FileSink(repository.path)
     if isinstance(repository, settings.HttpRepository):
-        return HttpSink(repository)
+        return HttpSink(repository, should_stop=should_stop)
     if isinstance(repository, settings.FhirRepository):
         return FhirSink(repository)
     return RedcapSink(repository)

@@ -9,13 +9,16 @@ gone, which is what a retraction wants.
 
 One request per item, in outbox order.  After a rejected item the subject's
 later items are not sent (they wait for the next pass, behind it); after an
-outage nothing more is sent (see ``adapter.sinks.base``).
+outage nothing more is sent (see ``adapter.sinks.base``).  Nor after
+``should_stop`` says the service is stopping: a batch of 500 requests can
+outlast the service's stop timeout, so the check runs between requests and
+the untried items get no result (they stay queued, see ``adapter.delivery``).
 """
 
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 import requests
@@ -30,12 +33,19 @@ GONE = frozenset({404, 410})
 class HttpSink:
     batch_size = 500  # one request per item anyway; keeps a pass's transactions short
 
-    def __init__(self, settings: HttpRepository, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        settings: HttpRepository,
+        session: requests.Session | None = None,
+        *,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
         self.base = settings.url.rstrip("/")
         self.timeout = settings.timeout_seconds
         self.description = f"http:{self.base}"
         self._settings = settings
         self._session = session
+        self._should_stop = should_stop or (lambda: False)
 
     @property
     def session(self) -> requests.Session:
@@ -63,6 +73,8 @@ class HttpSink:
         results: list[DeliveryResult] = []
         held: set[str] = set()
         for item in batch:
+            if self._should_stop():
+                break  # no results for the rest: they wait, untried, for the next pass
             if item.subject_id in held:
                 continue  # no result: it waits behind the subject's failed item
             failure = self._send(self.plan(item))

@@ -11,7 +11,8 @@ from adapter import job, paths
 from adapter.fhir import http
 
 from fhirserver import FhirServer, fhir_server, fhir_server_factory  # noqa: F401
-from fhirtesting import BASE, Sleeps, demo_config, repository_records
+from fhirtesting import BASE, Sleeps, demo_config
+from golden import repository_records
 
 
 @pytest.fixture

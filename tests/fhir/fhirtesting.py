@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from adapter import config as config_mod
 from adapter.demo import site as demo_site
+from adapter.fhir import factory
+from adapter.fhir.source import Source
+from adapter.sync import SiteSetup
 
 BASE = "https://ehr.example.org/fhir"
 # Fixed so keyed hashes are comparable between runs; never a site's secret.
@@ -46,10 +47,7 @@ def server_config(
     return config_mod.config_from_dict(raw, base_dir=workdir)
 
 
-def repository_records(config: config_mod.Config) -> dict[str, list[dict[str, Any]]]:
-    """Every record file of the file repository, parsed."""
-    folder = config.repository.path  # type: ignore[union-attr]
-    return {
-        path.name: [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
-        for path in sorted(folder.glob("*.ndjson"))
-    }
+def site_source(config: config_mod.Config) -> Source:
+    """The first site's source as a sync builds it: with its ``SiteSetup``'s catalog and roster."""
+    setup = SiteSetup.load(config, config.sites[0])
+    return factory.make_source(setup.site, catalog=setup.catalog, roster=setup.roster)

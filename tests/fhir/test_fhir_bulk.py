@@ -22,7 +22,8 @@ from adapter import errors, job, paths
 from adapter.fhir import bulk, http
 
 from fhirserver import FhirServer
-from fhirtesting import BASE, Sleeps, repository_records, server_config
+from fhirtesting import BASE, Sleeps, server_config
+from golden import repository_records
 
 STATUS = f"{BASE}/bulk-status/job-1"
 FILES = "https://files.example.org/export"

@@ -20,7 +20,8 @@ from adapter.store import db
 from adapter.sync import SiteSetup, sync_site
 
 from fhirserver import FhirServer, FhirServerFactory, free_port
-from fhirtesting import demo_config, repository_records, server_config
+from fhirtesting import demo_config, server_config
+from golden import repository_records
 
 
 def write_toml(workdir: Path, site: str, source: str) -> Path:
@@ -152,12 +153,13 @@ def test_sync_through_smart_backend_services(
         ("demo-north",),
         auth={"kind": "smart-backend", "client_id": "trial-adapter", "key_file": str(key)},
     )
-    source = factory.make_source(config.sites[0])
+    setup = SiteSetup.load(config, config.sites[0])
+    source = factory.make_source(setup.site, catalog=setup.catalog, roster=setup.roster)
     assert isinstance(source, rest.RestSearchSource)
     urls: list[str] = []
     source.client.session.hooks["response"].append(lambda r, *a, **k: urls.append(r.url))
     sessions = db.open_store(config.store.url)
-    sync_site(SiteSetup.load(config, config.sites[0]), sessions, source=source)
+    sync_site(setup, sessions, source=source)
     assert [u for u in urls if u.endswith("/auth/token")] == [f"{server.root_url}/auth/token"]  # one token
     assert any(u.endswith("/.well-known/smart-configuration") for u in urls)
 

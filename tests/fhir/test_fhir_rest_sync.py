@@ -21,13 +21,14 @@ import sqlalchemy as sa
 
 from adapter import config as config_mod
 from adapter import delivery, job, paths, sync
-from adapter.fhir import factory, rest
+from adapter.fhir import rest
 from adapter.fhir.source import Page
 from adapter.sinks import factory as sinks
 from adapter.store import db, models
 
 from fhirserver import FhirServer, FhirServerFactory
-from fhirtesting import repository_records, server_config
+from fhirtesting import server_config, site_source
+from golden import repository_records
 
 Records = dict[str, dict[str, list[dict[str, Any]]]]
 
@@ -80,7 +81,7 @@ def test_small_pages_give_the_same_resources_as_one_big_page(demo_server: FhirSe
         config = server_config(
             tmp_path / str(page_size), demo_server.base_url, ("demo-east",), page_size=page_size
         )
-        source = factory.make_source(config.sites[0])
+        source = site_source(config)
         pages = list(source.pages("Observation", patient_refs=patient_refs(source), since=None, resume=None))
         return [line.resource["id"] for page in pages for line in page.lines if hasattr(line, "resource")]
 
@@ -180,7 +181,7 @@ def test_resume_after_a_crash_mid_pass(
     config = server_config(tmp_path, demo_server.base_url, ("demo-east",), page_size=20)
     setup, sessions = setup_and_store(config)
     with pytest.raises(requests.ConnectionError):
-        crashing = CrashAfter(factory.make_source(config.sites[0]), "Observation", pages=3)
+        crashing = CrashAfter(site_source(config), "Observation", pages=3)
         sync.sync_site(setup, sessions, source=crashing)
     saved = cursor_row(config, "Observation")
     cursor = rest.PassCursor.load(saved.resume or "")
@@ -189,7 +190,7 @@ def test_resume_after_a_crash_mid_pass(
     # The next pass (a new process after the crash: a new source) picks up at the first
     # uncommitted page, and keeps the interrupted pass's start as the watermark.
     urls: list[str] = []
-    source = factory.make_source(config.sites[0])
+    source = site_source(config)
     assert isinstance(source, rest.RestSearchSource)
     source.client.session.hooks["response"].append(lambda r, *a, **k: urls.append(r.url))
     sync.sync_site(setup, sessions, source=source)
@@ -205,7 +206,7 @@ def test_resume_after_a_crash_mid_pass(
 
 def test_patient_batches_never_search_by_name(demo_server: FhirServer, tmp_path: Path) -> None:
     config = server_config(tmp_path, demo_server.base_url, ("demo-north",), patient_batch_size=1)
-    source = factory.make_source(config.sites[0])
+    source = site_source(config)
     assert isinstance(source, rest.RestSearchSource)
     urls: list[str] = []
     source.client.session.hooks["response"].append(lambda r, *a, **k: urls.append(r.url))

@@ -9,8 +9,10 @@ import pytest
 
 from adapter import config as config_mod
 from adapter import errors, paths
+from adapter import roster as roster_mod
 from adapter.fhir import connect, factory, rest
 from adapter.fhir import settings as fhir_settings
+from adapter.mapping import catalog as catalog_mod
 
 
 def load(tmp_path: Path, source: dict[str, Any], **top: Any) -> config_mod.Config:
@@ -38,8 +40,9 @@ def test_rest_source_paths_resolve_against_the_config_folder(tmp_path: Path) -> 
     assert isinstance(source.auth, fhir_settings.SmartBackendAuth)
     assert source.auth.key_file == tmp_path / "secrets" / "key.json"
     assert source.tls.ca_bundle == tmp_path / "ca.pem" and source.tls.client_key == tmp_path / "client.key"
-    assert source.mappings == tmp_path / "maps"  # the Observation filter follows [study] mappings
-    assert isinstance(factory.make_source(config.sites[0]), rest.RestSearchSource)  # offline, cheap
+    catalog = catalog_mod.load_catalog(paths.default_mappings_dir(), "site-a")
+    built = factory.make_source(config.sites[0], catalog=catalog, roster=roster_mod.Roster([]))
+    assert isinstance(built, rest.RestSearchSource)  # offline, cheap
 
 
 def test_bulk_work_dir_resolves(tmp_path: Path) -> None:
@@ -114,7 +117,8 @@ def test_client_gets_the_ca_bundle_and_the_client_certificate(tmp_path: Path) ->
     assert client.retry.attempts == 3 and client.retry.max_wait == 30
 
 
-def test_the_default_mappings_are_used_without_a_config_file() -> None:
-    source = fhir_settings.RestSource(kind="fhir-rest", base_url="https://x/fhir")
-    assert source.mappings is None
-    assert paths.default_mappings_dir().is_dir()
+def test_a_mappings_folder_on_the_source_is_refused_not_ignored(tmp_path: Path) -> None:
+    """The searches are filtered by the catalog the sync maps with ([study] mappings), so the REST
+    source has no mappings setting of its own: one in a config is an error, never silently ignored."""
+    with pytest.raises(errors.ConfigError, match=r"source\.mappings: is not a known setting"):
+        load(tmp_path, {"kind": "fhir-rest", "base_url": "https://x/fhir", "mappings": "maps"})

@@ -34,7 +34,7 @@ from adapter.store import db, models
 
 import pgserver
 from golden import repository_records
-from support import TEST_SECRET, prepare_demo_workdir
+from support import TEST_SECRET, phi_strings, prepare_demo_workdir
 
 TRIAL_ADAPTER = str(Path(sys.executable).parent / "trial-adapter")
 WriteConfig = Callable[..., Path]
@@ -168,19 +168,6 @@ def reference(big_demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     config = site.demo_config(config.repository.path.parent, data_dir=big_demo_data)
     job.run_once(config, config.sites)
     return repository_records(config), store_rows(config)[1]
-
-
-def phi_strings(data: Path) -> set[str]:
-    """Names, MRNs and birth dates of every patient in the data set."""
-    found: set[str] = set()
-    for patients in data.glob("*/Patient.ndjson"):
-        for line in patients.read_bytes().splitlines():
-            patient = orjson.loads(line)
-            found |= {i["value"] for i in patient.get("identifier", [])}
-            for name in patient.get("name", []):
-                found |= set(name.get("given", [])) | {name.get("family", ""), name.get("text", "")}
-            found.add(patient.get("birthDate", ""))
-    return {s for s in found if len(s) >= 3}
 
 
 @pytest.fixture

@@ -9,35 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import orjson
 import pytest
 import sqlalchemy as sa
 
 from adapter import config as config_mod
 from adapter import job, status
 from adapter.cli.main import main
-from adapter.mapping import engine
 from adapter.store import db, models
 
 import pgserver
-from golden import issue_list, repository_records
-from support import GOLDEN
+from golden import golden_issues, golden_records, issue_list, repository_records
+from support import crash_mid_sync_then_resume
 
 MakeConfig = Callable[[str], config_mod.Config]
-
-
-def golden_records() -> dict[str, list[dict[str, object]]]:
-    return {
-        path.name: [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
-        for path in sorted(GOLDEN.glob("*.ndjson"))
-    }
 
 
 def test_demo_run_matches_the_golden_files(store_url: str, demo_on: MakeConfig) -> None:
     config = demo_on(store_url)
     first = job.run_once(config, config.sites)
     assert repository_records(config) == golden_records()
-    assert issue_list(config) == orjson.loads((GOLDEN / "issues.json").read_bytes())
+    assert issue_list(config) == golden_issues()
     assert first.delivery is not None and first.delivery.delivered == sum(
         len(v) for v in golden_records().values()
     )
@@ -58,20 +49,7 @@ def test_crash_mid_sync_resumes_to_the_same_repository(
     store_url: str, demo_on: MakeConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = demo_on(store_url)
-    real = engine.map_resource
-    calls = {"n": 0}
-
-    def crashing(*args: object, **kwargs: object) -> engine.MappingResult:
-        calls["n"] += 1
-        if calls["n"] == 700:
-            raise RuntimeError("power cut")
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(engine, "map_resource", crashing)
-    with pytest.raises(RuntimeError):
-        job.run_once(config, config.sites)
-    monkeypatch.setattr(engine, "map_resource", real)
-    job.run_once(config, config.sites)
+    crash_mid_sync_then_resume(config, monkeypatch)
     assert repository_records(config) == golden_records()
     with db.open_store(store_url)() as session:
         sent = session.scalar(sa.select(sa.func.count()).select_from(models.OutboxItem))

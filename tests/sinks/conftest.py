@@ -6,12 +6,11 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import pytest
 
 from adapter.sinks.base import Delivery
 
-from support import GOLDEN
+from golden import golden_records
 
 ENQUEUED = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
@@ -21,10 +20,7 @@ MakeDelivery = Callable[..., Delivery]
 @pytest.fixture(scope="session")
 def demo_records() -> list[dict[str, Any]]:
     """Every record of the demo's golden repository: real, pseudonymized payloads of all six types."""
-    records = []
-    for path in sorted(GOLDEN.glob("*.ndjson")):
-        records += [orjson.loads(line) for line in path.read_bytes().splitlines()]
-    return records
+    return [record for records in golden_records().values() for record in records]
 
 
 @pytest.fixture

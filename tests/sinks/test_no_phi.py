@@ -22,17 +22,7 @@ from adapter.sinks.http import HttpSink
 from adapter.sinks.redcap import RedcapSink
 from adapter.store import db, models
 
-
-def phi_strings() -> set[str]:
-    found: set[str] = set()
-    for patients in paths.demo_data_dir().glob("*/Patient.ndjson"):
-        for line in patients.read_bytes().splitlines():
-            patient = orjson.loads(line)
-            found |= {i["value"] for i in patient.get("identifier", [])}
-            for name in patient.get("name", []):
-                found |= set(name.get("given", [])) | {name.get("family", ""), name.get("text", "")}
-            found.add(patient.get("birthDate", ""))
-    return {s for s in found if len(s) >= 3}
+from support import phi_strings
 
 
 def site_references() -> set[str]:

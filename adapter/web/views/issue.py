@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from adapter import config as config_mod
 from adapter import errors, fixes
 from adapter.mapping import catalog as catalog_mod
 from adapter.mapping.facts import ConceptKind
@@ -55,21 +56,7 @@ def map_code(
     issue = _issue(request, db, token)
     if not issue.code:
         return _render(request, db, user, issue, error="This issue has no code to map.", status_code=409)
-    return _run(
-        request,
-        db,
-        user,
-        issue,
-        lambda c: fixes.map_code(
-            c.config,
-            c.sessions,
-            issue.site,
-            issue.code or "",
-            concept,
-            actor=user.username,
-            issue_key=issue.key,
-        ),
-    )
+    return _run_override(request, db, user, issue, fixes.map_code, issue.code, concept)
 
 
 @router.post("/issues/{token}/map-unit")
@@ -81,15 +68,7 @@ def map_unit(
     ucum: Annotated[str, Form(max_length=64)],
 ) -> Response:
     issue = _issue(request, db, token)
-    return _run(
-        request,
-        db,
-        user,
-        issue,
-        lambda c: fixes.map_unit(
-            c.config, c.sessions, issue.site, issue.unit or "", ucum, actor=user.username, issue_key=issue.key
-        ),
-    )
+    return _run_override(request, db, user, issue, fixes.map_unit, issue.unit or "", ucum)
 
 
 @router.post("/issues/{token}/ignore-code")
@@ -99,21 +78,7 @@ def ignore_code(
     issue = _issue(request, db, token)
     if not issue.code:
         return _render(request, db, user, issue, error="This issue has no code to ignore.", status_code=409)
-    return _run(
-        request,
-        db,
-        user,
-        issue,
-        lambda c: fixes.ignore_code(
-            c.config,
-            c.sessions,
-            issue.site,
-            issue.code or "",
-            reason,
-            actor=user.username,
-            issue_key=issue.key,
-        ),
-    )
+    return _run_override(request, db, user, issue, fixes.ignore_code, issue.code, reason)
 
 
 @router.post("/issues/{token}/ignore")
@@ -127,6 +92,42 @@ def ignore_issue(
         user,
         issue,
         lambda c: fixes.ignore_issue(c.sessions, issue.key, reason, actor=user.username),
+    )
+
+
+class _OverrideFix(Protocol):
+    """``fixes.map_code``, ``map_unit`` or ``ignore_code``: site, the issue's code or unit, the new value."""
+
+    def __call__(
+        self,
+        config: config_mod.Config,
+        sessions: sessionmaker[Session],
+        site_id: str,
+        key: str,
+        value: str,
+        /,
+        *,
+        actor: str,
+        issue_key: str | None = None,
+    ) -> fixes.FixResult: ...
+
+
+def _run_override(
+    request: Request,
+    db: Session,
+    user: Operator,
+    issue: models.IssueRow,
+    fix: _OverrideFix,
+    key: str,
+    value: str,
+) -> Response:
+    """Apply a fix that writes the site's override file for ``key``, audited as a fix of this issue."""
+    return _run(
+        request,
+        db,
+        user,
+        issue,
+        lambda c: fix(c.config, c.sessions, issue.site, key, value, actor=user.username, issue_key=issue.key),
     )
 
 
