@@ -272,7 +272,39 @@ def _link_patients(
                 models.PatientLink.site == site_id, models.PatientLink.subject_id.is_not(None)
             )
         )
-        return {ref: subject for ref, subject in links if subject is not None}, relinked
+        subjects = {ref: subject for ref, subject in links if subject is not None}
+        _report_unfound_subjects(session, setup, set(subjects.values()))
+        return subjects, relinked
+
+
+def _report_unfound_subjects(session: Session, setup: SiteSetup, found: set[str]) -> None:
+    """One issue per roster subject no Patient at the site has matched yet; gone once one does.
+
+    Without it an enrolled subject whose identifier is mistyped in the roster
+    (or written with another identifier system than the site's) would just
+    deliver nothing.  The links are the stored ones, so an incremental source
+    that returns only changed Patients does not make found subjects look lost.
+    The message names the roster line's subject and system, never the MRN.
+    """
+    site_id = setup.site.id
+    for entry in setup.roster.entries:
+        scope = f"subject:{entry.subject_id}"
+        issues = []
+        if entry.subject_id not in found:
+            issues.append(
+                MappingIssue(
+                    site=site_id,
+                    kind=IssueKind.SUBJECT_NOT_FOUND,
+                    scope=scope,
+                    subject_id=entry.subject_id,
+                    detail=(
+                        f"subject {entry.subject_id} is on the roster, but no Patient at site {site_id} "
+                        f"carries its identifier (system {entry.identifier_system[:80]}); check the "
+                        "roster's value and system against the EHR, or the source's patient search"
+                    ),
+                )
+            )
+        state.replace_issues(session, site_id, scope, issues)
 
 
 def _remap_stored(

@@ -142,3 +142,23 @@ def test_a_fix_is_refused_while_the_site_is_syncing(sandbox: config_mod.Config) 
             sandbox, sessions, "demo-east", "http://hospital-east.example/fhir/lis|0099", "wbc", actor="t"
         )
     assert override.read_text() == before
+
+
+def test_a_roster_subject_no_patient_carries_is_an_issue_until_the_roster_is_fixed(
+    sandbox: config_mod.Config,
+) -> None:
+    roster = sandbox.site("demo-north").roster
+    original = roster.read_text()
+    header, first, *rest = original.splitlines()
+    system, value, subject, enrolled = first.split(",")
+    roster.write_text("\n".join([header, f"{system},{value}X,{subject},{enrolled}", *rest]) + "\n")
+    job.run_once(sandbox, sandbox.sites)
+    key = f"demo-north|subject_not_found|subject:{subject}"
+    (issue,) = [i for i in issue_list(sandbox) if i["key"] == key]
+    assert issue["status"] == "open" and system in issue["detail"]
+    assert value not in issue["detail"]  # the MRN is never quoted
+    assert not [i for i in issue_list(sandbox) if "subject_not_found" in i["key"] and i["key"] != key]
+
+    roster.write_text(original)  # the study team corrects the typo
+    job.run_once(sandbox, sandbox.sites)
+    assert {i["key"]: i["status"] for i in issue_list(sandbox)}[key] == "resolved"

@@ -26,6 +26,7 @@ class IssueKind(StrEnum):
     MISSING_TIME = "missing_time"
     NOT_FINAL = "not_final"
     PATIENT_NOT_ON_ROSTER = "patient_not_on_roster"
+    SUBJECT_NOT_FOUND = "subject_not_found"  # a roster subject no Patient at the site carries
     STUDY_DRUG_TEXT_ONLY = "study_drug_text_only"
     AMBIGUOUS_MATCH = "ambiguous_match"
     INVALID_RESOURCE = "invalid_resource"
