@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter import config as config_mod
 from adapter import errors, privacy, roster
 from adapter.fhir import factory as source_factory
-from adapter.fhir import lean, ndjson
+from adapter.fhir import lean, lenient, ndjson
 from adapter.fhir.source import Source
 from adapter.mapping import catalog as catalog_mod
 from adapter.mapping import engine
@@ -508,7 +508,7 @@ def _ingest_one(
         return row
     patient_ref = _patient_ref(raw)
     try:
-        resource = model.model_validate(raw)
+        resource = lenient.validate(model, raw, ctx.timezone)
     except (pydantic.ValidationError, KeyError, TypeError, ValueError) as exc:
         # fhir.resources raises KeyError for a contained resource of an unknown
         # type; any failure to read one resource must cost that resource only.
