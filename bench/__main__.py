@@ -1,13 +1,31 @@
 """Run every benchmark and write bench/results.md with the machine and date.
 
-    python -m bench                  # the sizes the issues ask for (~25 min)
-    python -m bench --size medium    # a tenth of that
-    python -m bench --size quick     # only checks that the benches still run
+    python -m bench                  # the sizes the issues ask for (~45 min on 2 cores)
+    python -m bench --size medium    # about a tenth of that (~6 min)
+    python -m bench --size quick     # only checks that the benches still run (~2 min)
+    python -m bench --only sync_bench --only memory_bench
 
 Each benchmark is a module of this package runnable on its own; this runner
 calls each in a subprocess (so memory figures are per benchmark), prints its
 output as it goes, and records it verbatim in results.md beside the machine
 description, so figures are never separated from where they were measured.
+Lines a benchmark prints as ``summary: ...`` (each figure as a ratio against
+its ceiling or goal, and whether the goal is met) are also gathered at the
+top of results.md, so the verdicts can be read without the details.
+
+Where the ~45 minutes of the full sizes go (estimated from medium and quick
+runs on 2 shared cores; the machine matters more than the estimate):
+
+- map_bench, 1,000,000 resources: ~12 min (ten times its medium run);
+- sync_bench, 1,000 and 100 patients through the local sekmet FHIR server:
+  ~12 min, most of it loading the server (~3.5 min), two bare walks, the
+  source walk and the full sync (~1.5 min each), and three incremental
+  passes;
+- delivery_bench, 100,000 records to file and 5,000 to FHIR, best of 2:
+  ~4 min;
+- memory_bench, full syncs of 100, 1,000 and 10,000 patients from NDJSON:
+  ~16 min, nearly all of it the 10,000-patient sync (~1.5 million
+  resources at ~2,000/s, plus ~2 min to generate them).
 """
 
 from __future__ import annotations
@@ -22,22 +40,27 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# module -> arguments per size: "full" is what the issues ask for (about 25
-# minutes on 2 cores), "medium" fits a working session, "quick" only checks
-# that the benches still run.
+# module -> arguments per size: "full" is what the issues ask for, "medium" about
+# a tenth of it, "quick" only checks that the benches still run.
 BENCHES = {
     "map_bench": {
         "full": ["--resources", "1000000"],
         "medium": ["--resources", "100000"],
         "quick": ["--resources", "5000"],
     },
-    "sync_bench": {"full": [], "medium": ["--patients", "200", "--small", "50"], "quick": ["--quick"]},
+    "sync_bench": {"full": [], "medium": ["--patients", "100", "--small", "20"], "quick": ["--quick"]},
+    "memory_bench": {
+        "full": [],
+        "medium": ["--patients", "10", "100", "1000"],
+        "quick": ["--quick"],
+    },
     "delivery_bench": {
         "full": [],
         "medium": ["--records", "100000", "--fhir-records", "1000", "--repeats", "1"],
         "quick": ["--quick"],
     },
 }
+SUMMARY = "summary: "  # a benchmark's verdict lines, gathered at the top of results.md
 
 
 def machine() -> str:
@@ -58,7 +81,8 @@ def main() -> None:
     parser.add_argument("--size", choices=("full", "medium", "quick"), default="full", help="problem sizes")
     parser.add_argument("--only", action="append", help="run only this benchmark module (repeatable)")
     args = parser.parse_args()
-    sections = []
+    sections: list[str] = []
+    verdicts: list[str] = []
     for module, sizes in BENCHES.items():
         if args.only and module not in args.only:
             continue
@@ -73,6 +97,11 @@ def main() -> None:
         ).strip()
         print(output, flush=True)
         sections.append(f"## {module} ({' '.join(command[3:]) or 'defaults'})\n\n```\n{output}\n```\n")
+        verdicts += [
+            f"- {line.removeprefix(SUMMARY)}" for line in output.splitlines() if line.startswith(SUMMARY)
+        ]
+        if result.returncode:
+            verdicts.append(f"- {module}: failed (exit {result.returncode}), see its section")
     header = (
         "# Benchmark results\n\n"
         f"Measured {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} on {machine()}"
@@ -80,6 +109,8 @@ def main() -> None:
         "Regenerate with `python -m bench` (see bench/__main__.py); "
         "each section is the benchmark's own output.\n\n"
     )
+    if verdicts:
+        header += "## Summary\n\n" + "\n".join(verdicts) + "\n\n"
     (HERE / "results.md").write_text(header + "\n".join(sections), encoding="utf-8")
     print(f"wrote {HERE / 'results.md'}")
 

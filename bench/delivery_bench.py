@@ -237,6 +237,17 @@ def main() -> None:
         )
         records, seconds, rate = figures["records"], figures["seconds"], figures["per_second"]
         print(f"{name:13} {records:>7} records  {seconds:8.2f} s  {rate:>7}/s{ratio}")
+    for sink_name, ceiling in (
+        ("file", "writing the same NDJSON lines directly"),
+        ("fhir", "posting the same transaction Bundles directly"),
+    ):
+        figures = results.get(f"{sink_name}_sink")
+        if figures is not None:
+            print(
+                f"summary: delivery to the {sink_name} sink, {figures['records']:,} records: "
+                f"{figures['per_second']:,}/s, {figures['ratio_to_ceiling']:.1%} of {ceiling} "
+                "(no numeric goal set)"
+            )
 
 
 if __name__ == "__main__":
