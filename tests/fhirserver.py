@@ -19,7 +19,8 @@ stopped at the end of the session.
 Known sekmet behaviour the helpers respect: it ignores client-supplied
 ``meta.lastUpdated`` and ``versionId`` (data must change *through* the
 server for incremental tests), builds ``next`` and file URLs from
-``base_url`` (so the URL must match host and port exactly), binds 0.0.0.0
+``base_url`` (so the URL must match host and port exactly; a server behind
+a proxy is started with the proxy's URL as ``public_base_url``), binds 0.0.0.0
 unless ``host`` is set, and validates strictly unless ``validation.inbound``
 is ``warn`` (the demo data carries deliberate messes).
 """
@@ -89,6 +90,9 @@ class FhirServer:
     folder: Path
     server_auth: dict[str, Any] | None = None
     extra_settings: dict[str, Any] = field(default_factory=dict)  # e.g. {"validation": {"inbound": "off"}}
+    # The base URL clients are told (next links, token endpoint), when they reach the server through
+    # a proxy (tests/reliability/faultproxy.py); default: the server's own address.
+    public_base_url: str | None = None
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     session: requests.Session = field(default_factory=requests.Session)
@@ -110,7 +114,7 @@ class FhirServer:
         settings = {
             "host": "127.0.0.1",
             "port": self.port,
-            "base_url": self.base_url,
+            "base_url": self.public_base_url or self.base_url,
             "data_dir": str(self.folder / "data"),
             "simulator": {"enabled": False},
             "validation": {"inbound": "warn"},
@@ -236,8 +240,14 @@ class FhirServerFactory:
         self.root = root
         self.servers: list[FhirServer] = []
 
-    def __call__(self, server_auth: dict[str, Any] | None = None) -> FhirServer:
-        server = FhirServer(self.root / f"server-{len(self.servers) + 1}", server_auth=server_auth)
+    def __call__(
+        self, server_auth: dict[str, Any] | None = None, public_base_url: str | None = None
+    ) -> FhirServer:
+        server = FhirServer(
+            self.root / f"server-{len(self.servers) + 1}",
+            server_auth=server_auth,
+            public_base_url=public_base_url,
+        )
         self.servers.append(server)
         return server.start()
 

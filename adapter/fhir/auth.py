@@ -208,7 +208,12 @@ class SmartBackendServices:
             body = None
         access = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(access, str) or not access:
-            raise errors.AuthError(f"site {client.site}: the token endpoint answered without an access_token")
+            what = "a JSON object" if isinstance(body, dict) else "no JSON object"
+            raise errors.AuthError(
+                f"site {client.site}: POST {http.redact_url(token_url)}: the token endpoint answered "
+                f"{response.status_code} with {what} but without an access_token; the next pass tries "
+                "again (if it keeps happening, check token_url)"
+            )
         lifetime = body.get("expires_in") if isinstance(body, dict) else None
         seconds = lifetime if isinstance(lifetime, int | float) and lifetime > 0 else DEFAULT_TOKEN_LIFETIME
         self._token = AccessToken(access, started + float(seconds))

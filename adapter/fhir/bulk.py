@@ -41,6 +41,10 @@ from adapter.fhir.ndjson import BadLine, SourceLine, read_resources
 log = logging.getLogger(__name__)
 
 EXPORT_TYPES = ("Patient", "Observation", "MedicationAdministration", "Procedure")
+# Not asked for, but kept when a server adds them: the spec lets a Patient- or
+# Group-level export include resources its resources reference, and a
+# Medication names the drug of an administration (adapter/fhir/medications.py).
+REFERENCED_TYPES = ("Medication",)
 STATE_FILE = "export-state.json"
 DOWNLOAD_DIR = "download"
 CHUNK_BYTES = 1 << 16
@@ -207,7 +211,7 @@ class BulkExport:
         for item in manifest.get("output", []):
             kind = item.get("type") if isinstance(item, dict) else None
             url = item.get("url") if isinstance(item, dict) else None
-            if kind not in self.types or not isinstance(url, str):
+            if kind not in (*self.types, *REFERENCED_TYPES) or not isinstance(url, str):
                 continue
             counts[kind] = counts.get(kind, 0) + 1
             name = f"{kind}.{counts[kind]:03d}.ndjson"

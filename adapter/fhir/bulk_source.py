@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import orjson
 
-from adapter.fhir import bulk, bundles, connect, http
+from adapter.fhir import bulk, bundles, connect, http, medications
 from adapter.fhir import settings as fhir_settings
 from adapter.fhir.ndjson import BadLine, SourceLine, read_resources
 from adapter.fhir.source import Page
@@ -111,6 +111,7 @@ class BulkExportSource:
         skip = _resume_position(resume, export_id, resource_type)
         wanted = set(patient_refs)
         lines = bulk.lines_for_patients(export.folder, resource_type, wanted)
+        resolver = self._medications(export) if resource_type == "MedicationAdministration" else None
         number, page, yielded = 0, [], False
         for line in lines:
             number += 1
@@ -118,11 +119,31 @@ class BulkExportSource:
                 continue
             page.append(line)
             if len(page) >= self.page_size:
-                yield Page(page, _cursor(export_id, resource_type, number), export.transaction_time)
+                yield self._page(page, resolver, _cursor(export_id, resource_type, number), export)
                 page, yielded = [], True
         if page or not yielded:  # the last page; an empty one still carries the watermark
-            yield Page(page, _cursor(export_id, resource_type, number), export.transaction_time)
+            yield self._page(page, resolver, _cursor(export_id, resource_type, number), export)
         self._mark_read(resource_type)
+
+    def _medications(self, export: bulk.ExportResult) -> medications.MedicationResolver:
+        """Medications the export holds (servers may add referenced ones), the rest asked by id."""
+        lookup = medications.server_lookup(self.client, strict=True)
+        resolver = medications.MedicationResolver(lookup)
+        for line in read_resources(export.folder, "Medication"):
+            if isinstance(line, SourceLine):
+                resolver.add(line.resource)
+        return resolver
+
+    @staticmethod
+    def _page(
+        lines: list[SourceLine | BadLine],
+        resolver: medications.MedicationResolver | None,
+        cursor: str,
+        export: bulk.ExportResult,
+    ) -> Page:
+        if resolver is not None:
+            resolver.inline([line.resource for line in lines if isinstance(line, SourceLine)])
+        return Page(lines, cursor, export.transaction_time)
 
     def expected_total(self) -> int | None:
         return None  # unknown until the export is done

@@ -2,9 +2,14 @@
 
 A search answers with ``searchset`` Bundles chained by their ``next`` links
 (https://hl7.org/fhir/R4/http.html#paging).  The chain is walked with a loop,
-not recursion, and a next link already seen ends the walk with an error: a
-server whose page links to itself must not keep a scheduled pass busy forever
-(the trap STYLE.md points out in smart-fetch ``crawl_bundle_chain``).
+not recursion, and a next link to a page already read ends the walk with an
+error: a server whose page links to itself must not keep a scheduled pass
+busy forever (the trap STYLE.md points out in smart-fetch
+``crawl_bundle_chain``).  The check runs before the page is handed on, so its
+cursor (which holds that next link) is never committed, and the pages read
+can be shared by all searches of a pass: a next link into another search
+(seen from a server mixing up its paging caches) would otherwise be followed
+to that search's end and the rest of this one silently skipped.
 
 A page that is not what a search returns (not JSON, not a Bundle, a Bundle of
 the wrong type, entries in the wrong shape, a next link to another server or
@@ -57,10 +62,15 @@ def walk(
     params: Mapping[str, str] | None = None,
     sensitive: Iterable[str] = (),
     strict: bool = True,
+    visited: set[str] | None = None,
 ) -> Iterator[SearchPage]:
-    """Every page of one search, first to last; ``url`` may also be a saved next link."""
+    """Every page of one search, first to last; ``url`` may also be a saved next link.
+
+    ``visited`` collects the pages read; pass the same set to every search of
+    a pass, so a next link back into any of them is caught.
+    """
     sensitive = tuple(sensitive)
-    visited: set[str] = set()
+    visited = set() if visited is None else visited
     page = read_page(
         client,
         url,
@@ -72,15 +82,15 @@ def walk(
     )
     while True:
         visited.add(_normal(page.url))
+        if page.next_url is not None and _normal(page.next_url) in visited:
+            raise errors.SourceError(
+                f"site {client.site}: {http.redact_url(page.url)}: the search's next link "
+                f"{http.redact_url(page.next_url)} points back to a page already read (a paging loop at "
+                "the server); nothing from this page was stored, and the next pass resumes here"
+            )
         yield page
         if page.next_url is None:
             return
-        if _normal(page.next_url) in visited:
-            raise errors.SourceError(
-                f"site {client.site}: the search's next link {http.redact_url(page.next_url)} points back "
-                "to a page already read (a paging loop at the server); the pass stops here and resumes "
-                "from the last committed page"
-            )
         page = read_page(
             client,
             page.next_url,

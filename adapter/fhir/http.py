@@ -21,6 +21,7 @@ import datetime as dt
 import email.utils
 import logging
 import random
+import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
@@ -285,6 +286,20 @@ class FhirClient:
                     f"{self._where(method, url)}: {_connection_problem(exc)}"
                 )
                 retry_after = None
+            except requests.exceptions.TooManyRedirects:
+                # A gateway or login page sending the client round in circles needs a person.
+                raise errors.FatalNetworkError(
+                    f"{self._where(method, url)}: the server keeps redirecting (more than "
+                    f"{self.session.max_redirects} times); check base_url and any gateway or login "
+                    "redirect in front of the FHIR server"
+                ) from None
+            except requests.exceptions.RequestException as exc:
+                # Whatever else requests raises (a redirect to a non-HTTP URL, a malformed header)
+                # is the site's answer, not our bug: explained, exit 5, never a traceback.
+                raise errors.FatalNetworkError(
+                    f"{self._where(method, url)}: the request failed ({exc.__class__.__name__}: "
+                    f"{_first_line(exc)})"
+                ) from None
             else:
                 RESPONSES.labels(site=self.site, status=str(response.status_code)).inc()
                 if response.status_code in accepted:
@@ -428,11 +443,21 @@ def _connection_problem(exc: requests.exceptions.RequestException) -> str:
         ("Temporary failure in name resolution", "host name could not be resolved (DNS)"),
         ("Connection reset", "the server dropped the connection"),
         ("RemoteDisconnected", "the server closed the connection without answering"),
+        ("IncompleteRead", "the connection broke off in the middle of the answer"),
+        ("No route to host", "no route to the host: check the network path and firewall"),
+        ("Network is unreachable", "network unreachable: check the network path and firewall"),
     ):
         if marker in text:
             return f"connection failed: {meaning}"
     return f"connection failed ({_first_line(exc)})"
 
 
+# urllib3 names the request's path and query in its messages ("Max retries exceeded with
+# url: /fhir/Patient?identifier=...%7CMRN (Caused by ...)").
+_URL_IN_MESSAGE = re.compile(r"(with url: )(\S+)")
+
+
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [exc.__class__.__name__])[0][:200]
+    """The exception's first line, with any URL in it redacted like every URL we show."""
+    text = (str(exc).splitlines() or [exc.__class__.__name__])[0]
+    return _URL_IN_MESSAGE.sub(lambda m: m.group(1) + redact_url(m.group(2)), text)[:300]

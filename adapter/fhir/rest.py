@@ -35,7 +35,7 @@ from typing import TypeVar
 import orjson
 
 from adapter import roster as roster_mod
-from adapter.fhir import bundles, connect, http, prefetch
+from adapter.fhir import bundles, connect, http, medications, prefetch
 from adapter.fhir import settings as fhir_settings
 from adapter.fhir.ndjson import BadLine, SourceLine
 from adapter.fhir.source import Page
@@ -149,6 +149,7 @@ class RestSearchSource:
         self.catalog = catalog
         self._client = client
         self._complete_pass = False
+        self._medications: medications.MedicationResolver | None = None
 
     @property
     def client(self) -> http.FhirClient:
@@ -156,6 +157,14 @@ class RestSearchSource:
         if self._client is None:
             self._client = connect.client_for(self.site, self.settings)
         return self._client
+
+    @property
+    def medications(self) -> medications.MedicationResolver:
+        """Resolves administrations' Medication references, each Medication fetched once per source."""
+        if self._medications is None:
+            lookup = medications.server_lookup(self.client, strict=self.settings.strict_search)
+            self._medications = medications.MedicationResolver(lookup)
+        return self._medications
 
     # Source ---------------------------------------------------------------
 
@@ -172,6 +181,7 @@ class RestSearchSource:
         """Roster patients, found by identifier search in batches; each Patient once."""
         self._complete_pass = True  # a pass begins; pages() clears it if the pass is partial
         seen: set[str] = set()
+        pages_read: set[str] = set()  # one set for all batches: see bundles.walk
         entries = sorted(self.roster.entries, key=lambda e: (e.identifier_system, e.identifier_value))
         for batch in chunks(entries, self.settings.patient_batch_size):
             tokens = [
@@ -186,6 +196,7 @@ class RestSearchSource:
                 params=params,
                 sensitive=values,
                 strict=self.settings.strict_search,
+                visited=pages_read,
             ):
                 for line in page.lines:
                     if isinstance(line, SourceLine):
@@ -228,6 +239,7 @@ class RestSearchSource:
         started = cursor.started if cursor else None
         watermark = bundles.parse_instant(started) if started else None
         first_page = cursor is None
+        pages_read: set[str] = set()  # one set for all searches of the pass: see bundles.walk
         if cursor is not None and cursor.query >= len(queries):
             # Every page was committed, the end of the pass was not: hand back the watermark.
             yield Page(lines=[], cursor=resume, watermark=watermark)
@@ -242,6 +254,7 @@ class RestSearchSource:
                 params=None if saved_next else dict(query.params),
                 sensitive=patient_ids,
                 strict=self.settings.strict_search,
+                visited=pages_read,
             )
             for page in walk:
                 if first_page:
@@ -257,6 +270,10 @@ class RestSearchSource:
                 position = PassCursor(
                     fingerprint, index if page.next_url else index + 1, page.next_url, started
                 )
+                if resource_type == "MedicationAdministration":
+                    self.medications.inline(
+                        [line.resource for line in page.lines if isinstance(line, SourceLine)]
+                    )
                 yield Page(lines=page.lines, cursor=position.dump(), watermark=watermark)
 
     def expected_total(self) -> int | None:

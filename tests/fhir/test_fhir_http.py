@@ -14,6 +14,7 @@ import prometheus_client
 import pytest
 import requests
 import responses
+import urllib3
 
 from adapter import errors
 from adapter.fhir import http
@@ -113,6 +114,49 @@ def test_tls_failure_is_fatal_with_the_fix(client: http.FhirClient, sleeps: Slee
     with pytest.raises(errors.FatalNetworkError, match="ca_bundle"):
         client.get_json("metadata")
     assert sleeps == []
+
+
+def urllib3_failure(kind: type[requests.exceptions.RequestException], cause: str) -> Exception:
+    """What requests raises when connecting fails: urllib3's message names the path and query."""
+    pool = urllib3.connectionpool.HTTPSConnectionPool("ehr.example.org", 443)
+    url = "/fhir/Patient?identifier=http%3A%2F%2Fhospital%2Fmrn%7CMRN-778812&_count=50"
+    reason = urllib3.exceptions.NewConnectionError(None, cause)
+    return kind(urllib3.exceptions.MaxRetryError(pool, url, reason))
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("failure", "said"),
+    [
+        (
+            urllib3_failure(requests.exceptions.ConnectionError, "[Errno 113] No route to host"),
+            "no route to the host",
+        ),
+        (
+            urllib3_failure(requests.exceptions.ConnectionError, "[Errno 99] Cannot assign address"),
+            "identifier=…(1)&_count=50 (Caused by",
+        ),
+        (urllib3_failure(requests.exceptions.SSLError, "certificate verify failed"), "ca_bundle"),
+    ],
+)
+def test_connection_failures_never_show_the_mrn_urllib3_puts_in_its_message(
+    client: http.FhirClient, failure: Exception, said: str
+) -> None:
+    responses.get(f"{BASE}/Patient", body=failure)
+    with pytest.raises(errors.NetworkError) as caught:
+        client.get_json("Patient", params={"identifier": "http://hospital/mrn|MRN-778812", "_count": "50"})
+    assert said in str(caught.value)
+    assert "MRN-778812" not in str(caught.value)
+
+
+@responses.activate
+def test_a_redirect_loop_is_an_explained_fatal_error_not_a_crash(client: http.FhirClient) -> None:
+    # A gateway bouncing the client back to the same URL; requests gives up after 30 redirects.
+    url = f"{BASE}/Patient?identifier=MRN-778812"
+    responses.get(url, status=302, headers={"Location": url})
+    with pytest.raises(errors.FatalNetworkError, match="keeps redirecting") as caught:
+        client.get_json(url)
+    assert "site test-site" in str(caught.value) and "MRN-778812" not in str(caught.value)
 
 
 @responses.activate

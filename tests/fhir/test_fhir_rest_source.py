@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import responses
+from responses import matchers
 
 from adapter import errors, paths
 from adapter import roster as roster_mod
@@ -112,10 +113,36 @@ def test_a_next_link_that_loops_ends_the_walk(client: http.FhirClient) -> None:
     responses.get(page2, json=bundle([obs("o3")], next_url=f"{BASE}/Observation?_count=2&_offset=2"))
     walk = bundles.walk(client, "Observation", resource_type="Observation", params={"_count": "2"})
     assert len(next(walk).lines) == 2
-    assert len(next(walk).lines) == 1  # page 2 is delivered; its link back to itself is the loop
+    # Page 2 links back to itself: caught before page 2 is handed on, so its cursor (holding
+    # the looping link) is never committed and the next pass asks for page 2 again.
     with pytest.raises(errors.SourceError, match="paging loop"):
         next(walk)
     assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_a_next_link_into_an_earlier_search_of_the_pass_stops_it_before_skipping_pages(
+    client: http.FhirClient,
+) -> None:
+    def search(patient: str, offset: int | None, body: dict[str, Any]) -> None:
+        params = {"patient": patient, "_count": "100", **({"_offset": str(offset)} if offset else {})}
+        responses.get(f"{BASE}/Procedure", json=body, match=[matchers.query_param_matcher(params)])
+
+    first_of_a = f"{BASE}/Procedure?patient=a&_count=100"
+    search("a", None, bundle([obs("x1", "a")]))
+    search("b", None, bundle([obs("x2", "b")], next_url=f"{BASE}/Procedure?patient=b&_count=100&_offset=1"))
+    # A server mixing up its paging caches: page 2 of b's search links to a's first page.
+    # Followed, a's pages would be read again and the rest of b's search never.
+    search("b", 1, bundle([obs("x3", "b")], next_url=first_of_a))
+    src = source(client, patient_batch_size=1)
+    pages = src.pages("Procedure", patient_refs=["Patient/a", "Patient/b"], since=None, resume=None)
+    handed_on = [next(pages), next(pages)]
+    with pytest.raises(errors.SourceError, match="points back to a page already read") as caught:
+        next(pages)
+    assert "patient=…(1)&_count=100&_offset=1" in str(caught.value) and "x3" not in str(caught.value)
+    cursor = rest.PassCursor.load(handed_on[-1].cursor or "")
+    assert cursor is not None and cursor.query == 1 and cursor.next_url is not None
+    assert cursor.next_url.endswith("patient=b&_count=100&_offset=1")  # the next pass starts there
 
 
 @responses.activate
