@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from adapter import config as config_mod
 from adapter import errors
@@ -22,7 +23,9 @@ from adapter import errors
 # Wide enough for the summary tables when output goes to a file or a pipe
 # (rich would otherwise assume 80 columns and truncate the numbers).
 console = Console(width=None if sys.stdout.isatty() else 120)
-err_console = Console(stderr=True)
+# Errors are never wrapped: a URL or a config key split over two lines can't be
+# copied from cron mail or matched by a log scraper.
+err_console = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path,
@@ -46,10 +49,11 @@ def reported_errors() -> Iterator[None]:
     try:
         yield
     except errors.FatalExit as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(str(exc.message))}", highlight=False)
         raise typer.Exit(int(exc.code or 1)) from None
     except errors.AdapterError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        # escaped: messages name TOML tables like [[sites]], which rich would take for markup
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
 
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from adapter import roster as roster_mod
@@ -53,7 +54,14 @@ def discover(
                 else ("ignored" if use.status == "ignored" else "[red]unmapped[/red]")
             )
             code = f"{use.system}|{use.code}" if use.code else "(none)"
-            table.add_row(use.resource_type, code, use.display, use.unit, str(use.count), verdict)
+            table.add_row(
+                use.resource_type,
+                escape(code),
+                escape(use.display),
+                escape(use.unit),
+                str(use.count),
+                verdict,
+            )
         common.console.print(table)
         if result.unmapped:
             common.console.print(

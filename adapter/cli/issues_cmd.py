@@ -6,6 +6,7 @@ from typing import Annotated
 
 import sqlalchemy as sa
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from adapter import errors, fixes
@@ -46,7 +47,7 @@ def list_issues(
         for column in ("key", "subject", "detail"):
             table.add_column(column, overflow="fold")
         for row in rows:
-            table.add_row(row.key, row.subject_id or "-", row.detail)
+            table.add_row(escape(row.key), row.subject_id or "-", escape(row.detail))
         common.console.print(table)
 
 
@@ -75,7 +76,9 @@ def show_issue(key: str, config_path: common.ConfigOption = common.DEFAULT_CONFI
                 "detail",
                 "reason",
             ):
-                common.console.print(f"[bold]{field}:[/bold] {getattr(row, field)}", highlight=False)
+                common.console.print(
+                    f"[bold]{field}:[/bold] {escape(str(getattr(row, field)))}", highlight=False
+                )
             common.console.print(
                 f"[bold]raised by:[/bold] {', '.join(sources) or '(nothing now)'}", highlight=False
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from adapter import coverage as coverage_mod
@@ -104,7 +105,7 @@ def _print(result: coverage_mod.Coverage) -> None:
     for column in ("code", "display", "resources"):
         unmapped.add_column(column)
     for code, display, count in result.top_unmapped_codes:
-        unmapped.add_row(code, display, str(count))
+        unmapped.add_row(escape(code), escape(display), str(count))
     if not result.top_unmapped_codes:
         unmapped.add_row("(none)", "", "0")
     common.console.print(unmapped)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from adapter import config as config_mod
@@ -116,7 +117,7 @@ def print_check(config: config_mod.Config) -> list[int]:
             problems.append(f"{site.id}: {exc}")
     console.print(table)
     for problem in problems:
-        console.print(f"[red]✗[/red] {problem}", highlight=False, soft_wrap=True)
+        console.print(f"[red]✗[/red] {escape(problem)}", highlight=False, soft_wrap=True)
     return failures
 
 
@@ -128,7 +129,7 @@ def _print_server_checks(
     for row in capability.check_server(site_id, server):
         if row.ok:
             verdict = "[yellow]warning[/yellow]" if row.warning else "[green]ok[/green]"
-            table.add_row(site_id, row.item, f"{verdict} ({row.detail})")
+            table.add_row(site_id, row.item, f"{verdict} ({escape(row.detail)})")
         else:
             table.add_row(site_id, row.item, "[red]failed[/red]")
             failures.append(errors.EXIT_SOURCE)

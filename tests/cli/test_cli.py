@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -98,3 +101,24 @@ def test_keygen_refuses_to_overwrite(tmp_path: Path) -> None:
 
 def test_main_returns_exit_code() -> None:
     assert main.main(["--version"]) == 0
+
+
+def test_errors_keep_toml_table_names_and_are_not_wrapped(tmp_path: Path) -> None:
+    """rich would read ``[[sites]]`` as markup and wrap at 80 columns in a pipe; neither may happen."""
+    config = tmp_path / "bad.toml"
+    long_url = "https://ehr.example.org/" + "fhir/" * 30
+    config.write_text(
+        f'[[sites]]\nid = "x"\nroster = "r.csv"\n[sites.source]\nkind = "fhir-rest"\n'
+        f'base_url = "{long_url}"\nmappings = "m"\n'
+    )
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("trial-adapter")), "check", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert result.returncode == 3
+    line = next(line for line in result.stderr.splitlines() if "source.mappings" in line)
+    assert line.startswith("  - [[sites]] #1")  # the table name intact
+    assert line.endswith("config.example.toml)")  # and the whole message on one line
