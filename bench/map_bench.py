@@ -10,6 +10,9 @@ measures, each in its own subprocess so peak RSS is per phase:
 - validate: parse + validation with the model the sync uses
   (``sync.VALIDATION``: the lean models by default, see adapter/fhir/lean.py);
 - map: parse + validation + mapping to facts, in memory;
+- derive: map+derive in memory: the map phase, then every subject's protocol
+  records derived from its facts (``protocol.derive``), with no store, so
+  the difference to ``pipeline`` is what the durable state costs;
 - pipeline: the real job (SQLite state, derivation, outbox, file sink).
 
 Prints one JSON line per phase and the ratios; ``bench/__main__.py`` collects
@@ -34,6 +37,7 @@ import orjson
 RESOURCES_PER_PATIENT = 150  # what the demo generator writes per patient, roughly
 MAPPED_TYPES = ("Observation", "MedicationAdministration", "Procedure")  # sync.MAPPED_TYPES
 VALIDATION: Literal["lean", "r4b"] = "lean"  # set from --validation in the phase's subprocess
+GOAL = 0.25  # issue 9: map+derive at least 25 % of the raw orjson parse rate
 
 
 def _model_for(resource_type: str) -> Any:
@@ -84,32 +88,76 @@ def phase_validate(data: Path) -> dict[str, Any]:
     return {"resources": count, "seconds": time.perf_counter() - started}
 
 
-def phase_map(data: Path) -> dict[str, Any]:
+def _site_context(site_dir: Path) -> tuple[Any, Any]:
+    """(engine.SiteContext, roster) for one demo site: what the sync loads before mapping."""
     from adapter import paths, roster
     from adapter.fhir import ndjson
     from adapter.mapping import catalog, engine
 
+    cat = catalog.load_catalog(paths.default_mappings_dir(), site_dir.name)
+    people = roster.load_roster(site_dir / "roster.csv")
+    subjects = {}
+    for line in ndjson.read_resources(site_dir, "Patient"):
+        if isinstance(line, ndjson.SourceLine):
+            subject = people.subject_for_identifiers(roster.patient_identifiers(line.resource))
+            if subject:
+                subjects[f"Patient/{line.resource['id']}"] = subject
+    return engine.SiteContext(site_dir.name, zoneinfo.ZoneInfo("UTC"), cat, subjects), people
+
+
+def _mapped(site_dir: Path, ctx: Any) -> Any:
+    """One MappingResult per resource line of the site (None for a bad line)."""
+    from adapter.fhir import ndjson
+    from adapter.mapping import engine
+
+    for resource_type in MAPPED_TYPES:
+        model = _model_for(resource_type)
+        for line in ndjson.read_resources(site_dir, resource_type):
+            if isinstance(line, ndjson.SourceLine):
+                yield engine.map_resource(model.model_validate(line.resource), "v:1", ctx)
+            else:
+                yield None
+
+
+def phase_map(data: Path) -> dict[str, Any]:
     count = facts = 0
     started = time.perf_counter()
     for site_dir in sorted(p for p in data.iterdir() if p.is_dir()):
-        site = site_dir.name
-        cat = catalog.load_catalog(paths.default_mappings_dir(), site)
-        people = roster.load_roster(site_dir / "roster.csv")
-        subjects = {}
-        for line in ndjson.read_resources(site_dir, "Patient"):
-            if isinstance(line, ndjson.SourceLine):
-                subject = people.subject_for_identifiers(roster.patient_identifiers(line.resource))
-                if subject:
-                    subjects[f"Patient/{line.resource['id']}"] = subject
-        ctx = engine.SiteContext(site, zoneinfo.ZoneInfo("UTC"), cat, subjects)
-        for resource_type in MAPPED_TYPES:
-            model = _model_for(resource_type)
-            for line in ndjson.read_resources(site_dir, resource_type):
-                count += 1
-                if isinstance(line, ndjson.SourceLine):
-                    result = engine.map_resource(model.model_validate(line.resource), "v:1", ctx)
-                    facts += len(result.facts)
+        ctx, _ = _site_context(site_dir)
+        for result in _mapped(site_dir, ctx):
+            count += 1
+            facts += len(result.facts) if result is not None else 0
     return {"resources": count, "facts": facts, "seconds": time.perf_counter() - started}
+
+
+def phase_derive(data: Path) -> dict[str, Any]:
+    """The map phase, then each subject's records derived from its facts, all in memory."""
+    from adapter import paths
+    from adapter.protocol import context, derive
+    from adapter.protocol import rules as rules_mod
+
+    count = facts = records = 0
+    started = time.perf_counter()
+    for site_dir in sorted(p for p in data.iterdir() if p.is_dir()):
+        ctx, people = _site_context(site_dir)
+        rules = rules_mod.load_rules(paths.default_mappings_dir(), site_dir.name)
+        by_subject: dict[str, list[Any]] = {}
+        for result in _mapped(site_dir, ctx):
+            count += 1
+            for fact in result.facts if result is not None else ():
+                by_subject.setdefault(fact.subject_id, []).append(fact)
+                facts += 1
+        for subject_id, subject_facts in sorted(by_subject.items()):
+            entry = people.entry(subject_id)
+            subject = context.SubjectContext(
+                study=ctx.catalog.study,
+                site=ctx.site,
+                subject_id=subject_id,
+                enrolment_date=entry.enrolment_date if entry else None,
+                catalog_version=ctx.catalog.version,
+            )
+            records += len(derive.derive_subject(subject_facts, subject, rules).records)
+    return {"resources": count, "facts": facts, "records": records, "seconds": time.perf_counter() - started}
 
 
 def phase_pipeline(data: Path) -> dict[str, Any]:
@@ -147,7 +195,13 @@ def phase_pipeline(data: Path) -> dict[str, Any]:
     }
 
 
-PHASES = {"ceiling": phase_ceiling, "validate": phase_validate, "map": phase_map, "pipeline": phase_pipeline}
+PHASES = {
+    "ceiling": phase_ceiling,
+    "validate": phase_validate,
+    "map": phase_map,
+    "derive": phase_derive,
+    "pipeline": phase_pipeline,
+}
 
 
 def run_phase(name: str, data: Path, validation: str) -> dict[str, Any]:
@@ -196,7 +250,28 @@ def main() -> None:
         figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         print(json.dumps(figures))
         return
-    print(json.dumps(measure(args.resources, args.validation), indent=2))
+    results = measure(args.resources, args.validation)
+    print(json.dumps(results, indent=2))
+    for line in summarize(results):
+        print(line)
+
+
+def summarize(results: dict[str, Any]) -> list[str]:
+    """The verdict lines bench/__main__.py gathers: map+derive (in memory and durable) against the goal."""
+    ceiling = results["ceiling"]["per_second"]
+    lines = []
+    for name, what in (
+        ("derive", "map+derive in memory (parse, validate, map, derive)"),
+        ("pipeline", "the whole sync (plus SQLite state, outbox, file sink)"),
+    ):
+        figures = results[name]
+        verdict = "met" if figures["ratio_to_ceiling"] >= GOAL else "not met"
+        lines.append(
+            f"summary: {what}, {figures['resources']:,} resources: {figures['per_second']:,}/s, "
+            f"{figures['ratio_to_ceiling']:.1%} of the raw orjson parse ({ceiling:,}/s; "
+            f"goal {GOAL:.0%}): {verdict}"
+        )
+    return lines
 
 
 if __name__ == "__main__":

@@ -80,18 +80,21 @@ class SiteOverrideFile(BaseModel):
 
 @dataclass(frozen=True)
 class Concept:
-    """A concept ready for the engine: codes resolved to (system, code)."""
+    """A concept ready for the engine: codes resolved to (system, code).
+
+    ``id`` and ``kind`` are copied from the spec once: the engine reads them
+    several times per resource, and a property call each time showed up in
+    the mapping profile (bench/map_bench.py).
+    """
 
     spec: ConceptSpec
     answers: dict[tuple[str, str], int] = field(default_factory=dict)
+    id: str = field(init=False)
+    kind: ConceptKind = field(init=False)
 
-    @property
-    def id(self) -> str:
-        return self.spec.id
-
-    @property
-    def kind(self) -> ConceptKind:
-        return self.spec.kind
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", self.spec.id)
+        object.__setattr__(self, "kind", self.spec.kind)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -131,11 +134,29 @@ class Catalog:
     unit_spellings: dict[str, str]
     ignored_codes: dict[tuple[str, str], str]
     code_sources: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Answers already worked out, keyed by the source's exact spelling: a site
+    # sends a few hundred distinct codings and unit spellings a million times,
+    # so each is normalized and looked up once (see _remember for the bound).
+    _concepts_by_coding: dict[tuple[str | None, str | None], Concept | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _ucum_by_spelling: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def canonical_system(self, system: str | None) -> str:
         return canonical(system or "", self.system_aliases)
 
     def concept_for(self, system: str | None, code: str | None) -> Concept | None:
+        key = (system, code)
+        try:
+            return self._concepts_by_coding[key]
+        except KeyError:
+            concept = self._lookup_concept(system, code)
+        except TypeError:  # an unhashable value from a duck-typed resource: no shortcut
+            return self._lookup_concept(system, code)
+        _remember(self._concepts_by_coding, key, concept)
+        return concept
+
+    def _lookup_concept(self, system: str | None, code: str | None) -> Concept | None:
         if not code:
             return None
         concept_id = self.codes.get((self.canonical_system(system), code.strip()))
@@ -145,10 +166,19 @@ class Catalog:
         return (self.canonical_system(system), (code or "").strip()) in self.ignored_codes
 
     def ucum(self, spelling: str) -> str:
-        """A site's unit spelling in UCUM (site table first, then the unit module)."""
+        """A site's unit spelling in UCUM (site table first, then the unit module).
+
+        Raises ``units.UnknownUnit`` for a spelling it cannot read; refusals are
+        not remembered, only answers.
+        """
+        known = self._ucum_by_spelling.get(spelling)
+        if known is not None:
+            return known
         stripped = spelling.strip()
         site_unit = self.unit_spellings.get(stripped)
-        return units.normalize(site_unit if site_unit is not None else stripped)
+        ucum = units.normalize(site_unit if site_unit is not None else stripped)
+        _remember(self._ucum_by_spelling, spelling, ucum)
+        return ucum
 
     def study_drug_patterns(self) -> list[tuple[str, re.Pattern[str]]]:
         return [
@@ -156,6 +186,15 @@ class Catalog:
             for c in self.concepts.values()
             if c.spec.study_drug and c.spec.text_patterns
         ]
+
+
+_MEMO_LIMIT = 10_000  # distinct spellings remembered per catalog: a hostile source cannot grow it further
+
+
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    """Keep an answer for next time, up to ``_MEMO_LIMIT`` of them."""
+    if len(memo) < _MEMO_LIMIT:
+        memo[key] = value
 
 
 def load_catalog(mapping_dir: Path, site: str | None = None) -> Catalog:

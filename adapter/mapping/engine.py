@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from adapter.mapping import catalog as catalog_mod
 from adapter.mapping import times, units
-from adapter.mapping.facts import ConceptKind, Fact
+from adapter.mapping.facts import KINDS_FOR_RESOURCE_TYPE, ConceptKind, Fact
 from adapter.mapping.issues import IssueKind, MappingIssue
 
 UCUM_SYSTEM = "http://unitsofmeasure.org"
@@ -63,8 +63,9 @@ class _Stop(Exception):
 
 def map_resource(resource: Any, source_version: str, ctx: SiteContext) -> MappingResult:
     """Map one parsed R4B resource; see the module docstring for the contract."""
-    mapper = _MAPPERS.get(resource.get_resource_type())
-    ref = f"{resource.get_resource_type()}/{resource.id}"
+    resource_type = resource.get_resource_type()
+    mapper = _MAPPERS.get(resource_type)
+    ref = f"{resource_type}/{resource.id}"
     if mapper is None:
         return MappingResult(
             issues=[_issue(ctx, IssueKind.INVALID_RESOURCE, ref, f"{ref}: resource type is not mapped")]
@@ -90,8 +91,11 @@ def _subject(resource: Any, field_name: str, ref: str, ctx: SiteContext) -> str:
     patient_ref = getattr(subject, "reference", None) if subject is not None else None
     if not patient_ref:
         raise _Stop(_issue(ctx, IssueKind.UNKNOWN_SUBJECT, ref, f"{ref} names no patient"))
-    patient_ref = patient_ref.split("/_history/")[0]
-    tail = "/".join(patient_ref.rstrip("/").split("/")[-2:])  # absolute URLs -> Patient/<id>
+    if patient_ref.count("/") == 1:  # the usual "Patient/<id>": nothing to trim
+        tail = patient_ref
+    else:
+        patient_ref = patient_ref.split("/_history/")[0]
+        tail = "/".join(patient_ref.rstrip("/").split("/")[-2:])  # absolute URLs -> Patient/<id>
     subject_id = ctx.subjects.get(tail)
     if subject_id is None:
         raise _Stop(
@@ -109,6 +113,27 @@ def _subject(resource: Any, field_name: str, ref: str, ctx: SiteContext) -> str:
 
 def _codings(concept: Any) -> list[Any]:
     return list(getattr(concept, "coding", None) or []) if concept is not None else []
+
+
+def _of_allowed_kind(
+    concept: catalog_mod.Concept, ref: str, subject_id: str, ctx: SiteContext
+) -> catalog_mod.Concept:
+    """The concept, if the resource's type can carry its kind; else the issue that says so."""
+    resource_type = ref.split("/", 1)[0]
+    allowed = KINDS_FOR_RESOURCE_TYPE.get(resource_type, ())
+    if concept.kind in allowed:
+        return concept
+    raise _Stop(
+        _issue(
+            ctx,
+            IssueKind.WRONG_RESOURCE_TYPE,
+            ref,
+            f"{ref}: its code means {concept.id} (a {concept.kind.value}), which a {resource_type} "
+            "cannot carry; check the site's coding, or map the code to another concept",
+            subject_id=subject_id,
+            concept=concept.id,
+        )
+    )
 
 
 def _resolve_concept(
@@ -137,7 +162,7 @@ def _resolve_concept(
             )
         )
     if found:
-        return next(iter(found.values()))
+        return _of_allowed_kind(next(iter(found.values())), ref, subject_id, ctx)
     if ignored:
         return None
     if codings:
@@ -301,7 +326,9 @@ def _fact(
         source_ref=ref,
         source_version=source_version,
         catalog_version=ctx.catalog.version,
-        **values,
+        # Always passed: pydantic deep-copies the mutable default {} for every
+        # fact that leaves it out, which cost a sixth of building one.
+        **{"attributes": {}, **values},
     )
 
 

@@ -25,6 +25,16 @@ class ConceptKind(StrEnum):
     PROCEDURE = "procedure"
 
 
+# The concept kinds each source resource type can carry: a code that means a
+# concept of another kind (a drug code on an Observation) is an issue, never a
+# fact of the wrong shape.
+KINDS_FOR_RESOURCE_TYPE: dict[str, tuple[ConceptKind, ...]] = {
+    "Observation": (ConceptKind.LAB, ConceptKind.VITAL, ConceptKind.SCORE),
+    "MedicationAdministration": (ConceptKind.MEDICATION,),
+    "Procedure": (ConceptKind.PROCEDURE,),
+}
+
+
 class Fact(BaseModel):
     """One mapped source value, in the protocol's units.
 

@@ -29,6 +29,7 @@ class IssueKind(StrEnum):
     SUBJECT_NOT_FOUND = "subject_not_found"  # a roster subject no Patient at the site carries
     STUDY_DRUG_TEXT_ONLY = "study_drug_text_only"
     AMBIGUOUS_MATCH = "ambiguous_match"
+    WRONG_RESOURCE_TYPE = "wrong_resource_type"  # e.g. a drug's code on an Observation
     INVALID_RESOURCE = "invalid_resource"
     UNKNOWN_SUBJECT = "unknown_subject"
     DELIVERY_FAILED = "delivery_failed"

@@ -24,6 +24,21 @@ from adapter.store.models import utcnow
 
 _FACT_LIST: TypeAdapter[list[Fact]] = TypeAdapter(list[Fact])
 
+# The queries the sync runs once per resource or per subject, built once with
+# bound parameters: building a SQLAlchemy statement (coercing its clauses,
+# computing its cache key) took longer than SQLite took to run it.
+_SUBJECTS_OF_SOURCE = sa.select(models.FactRow.subject_id).where(
+    models.FactRow.site == sa.bindparam("site"), models.FactRow.source_ref == sa.bindparam("source_ref")
+)
+_SUBJECT_FACTS = (
+    sa.select(models.FactRow.payload)
+    .where(models.FactRow.site == sa.bindparam("site"), models.FactRow.subject_id == sa.bindparam("subject"))
+    .order_by(models.FactRow.id)
+)
+_SUBJECT_RECORDS = sa.select(models.RecordRow).where(
+    models.RecordRow.site == sa.bindparam("site"), models.RecordRow.subject_id == sa.bindparam("subject")
+)
+
 
 def canonical_json(data: Any) -> bytes:
     """Deterministic JSON bytes: the basis of every content hash."""
@@ -110,13 +125,7 @@ def replace_facts(
     """
     touched: set[str] = set()
     if known:
-        touched |= set(
-            session.scalars(
-                sa.select(models.FactRow.subject_id).where(
-                    models.FactRow.site == site, models.FactRow.source_ref == source_ref
-                )
-            )
-        )
+        touched |= set(session.scalars(_SUBJECTS_OF_SOURCE, {"site": site, "source_ref": source_ref}))
         session.execute(
             sa.delete(models.FactRow).where(
                 models.FactRow.site == site, models.FactRow.source_ref == source_ref
@@ -193,11 +202,7 @@ def clear_dirty(session: Session, site: str, subject_id: str) -> None:
 
 
 def subject_facts(session: Session, site: str, subject_id: str) -> list[Fact]:
-    rows = session.scalars(
-        sa.select(models.FactRow.payload)
-        .where(models.FactRow.site == site, models.FactRow.subject_id == subject_id)
-        .order_by(models.FactRow.id)
-    )
+    rows = session.scalars(_SUBJECT_FACTS, {"site": site, "subject": subject_id})
     # One JSON array, one call into pydantic-core, instead of one call per fact.
     return _FACT_LIST.validate_json("[" + ",".join(rows) + "]")
 
@@ -220,8 +225,11 @@ def replace_issues(
                 models.IssueSource.site == site, models.IssueSource.source == source
             )
         )
+    unique = {i.key: i for i in issues}
+    if not unique:
+        return  # the common case: a resource that mapped cleanly
     now = utcnow()
-    for issue in {i.key: i for i in issues}.values():
+    for issue in unique.values():
         row = session.get(models.IssueRow, issue.key)
         if row is None:
             row = models.IssueRow(
@@ -286,12 +294,7 @@ def reconcile_records(
     Returns (upserts, retractions).
     """
     stored = {
-        row.record_id: row
-        for row in session.scalars(
-            sa.select(models.RecordRow).where(
-                models.RecordRow.site == site, models.RecordRow.subject_id == subject_id
-            )
-        )
+        row.record_id: row for row in session.scalars(_SUBJECT_RECORDS, {"site": site, "subject": subject_id})
     }
     upserts = retractions = 0
     now = utcnow()

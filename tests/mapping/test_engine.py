@@ -226,3 +226,17 @@ def test_every_observation_yields_a_fact_or_an_issue(
         concept = CAT.concepts[fact.concept]
         low, high = concept.spec.plausible or (float("-inf"), float("inf"))
         assert fact.value is not None and low <= fact.value <= high
+
+
+@pytest.mark.parametrize(
+    ("raw", "concept"),
+    [
+        (obs("L03AA02", "http://www.whocc.no/atc"), "mobilization"),  # a drug's code on an Observation
+        (admin(medicationCodeableConcept={"coding": [{"system": LOINC, "code": "2160-0"}]}), "creatinine"),
+    ],
+)
+def test_a_code_of_another_kind_of_concept_is_an_issue_not_a_crash(raw: dict[str, Any], concept: str) -> None:
+    result = run(raw)
+    assert result.facts == []
+    (issue,) = result.issues
+    assert (issue.kind, issue.concept) == (IssueKind.WRONG_RESOURCE_TYPE, concept)

@@ -22,18 +22,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter import config as config_mod
 from adapter import errors, fixes
 from adapter.mapping import catalog as catalog_mod
-from adapter.mapping.facts import ConceptKind
+from adapter.mapping.facts import KINDS_FOR_RESOURCE_TYPE
 from adapter.store import models
 from adapter.web import context, issue_query, render
 from adapter.web.auth import AnyUser, Fixer, Operator
 
 router = APIRouter()
 
-KINDS_FOR_TYPE = {
-    "Observation": (ConceptKind.LAB, ConceptKind.VITAL, ConceptKind.SCORE),
-    "MedicationAdministration": (ConceptKind.MEDICATION,),
-    "Procedure": (ConceptKind.PROCEDURE,),
-}
 
 Reason = Annotated[str, Form(max_length=1000)]
 
@@ -195,7 +190,7 @@ def _concepts(mappings: Path, site: str, resource_type: str) -> list[catalog_mod
         catalog = catalog_mod.load_catalog(mappings, site)
     except errors.MappingError:
         return []
-    kinds = KINDS_FOR_TYPE.get(resource_type)
+    kinds = KINDS_FOR_RESOURCE_TYPE.get(resource_type)
     return sorted(
         (c for c in catalog.concepts.values() if kinds is None or c.kind in kinds),
         key=lambda c: (c.kind.value, c.spec.label),
