@@ -95,7 +95,12 @@ class RunningService:
         """Send ``sig``; return the exit code and the seconds until the process was gone."""
         sent = time.monotonic()
         self.process.send_signal(sig)
-        code = self.process.wait(timeout=timeout)
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            last = self.events[-8:]
+            raise AssertionError(f"still running {timeout} s after the signal; last: {last}") from None
         gone = time.monotonic() - sent
         self._reader.join(timeout=5)
         return code, gone
@@ -245,7 +250,7 @@ def test_sigterm_mid_sync_stops_cleanly_and_a_restart_resumes(
     second.process.send_signal(signal.SIGHUP)
     second.wait_for(lambda e: e["event"] == "config reloaded")
 
-    code, seconds = second.stop(signal.SIGINT)
+    code, seconds = second.stop(signal.SIGINT, timeout=60)
     assert code == 0
     logs = first.log_text() + second.log_text()
     for needle in phi_strings(big_demo_data) | {TEST_SECRET.strip()}:
