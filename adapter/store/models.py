@@ -109,6 +109,9 @@ class IssueSource(Base):
     """
 
     __tablename__ = "issue_sources"
+    # Every re-mapped resource and derived subject replaces its issues by
+    # (site, source); without this index each replacement scanned the table.
+    __table_args__ = (Index("ix_issue_sources_source", "site", "source"),)
 
     issue_key: Mapped[str] = mapped_column(String(400), primary_key=True)
     site: Mapped[str] = mapped_column(String(64), primary_key=True)

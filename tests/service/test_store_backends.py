@@ -92,3 +92,15 @@ def test_an_unreachable_database_is_exit_code_6(tmp_path: object, capsys: pytest
     err = capsys.readouterr().err
     assert "cannot open the state database" in err
     assert "hunter2" not in err
+
+
+def test_the_migrations_build_exactly_the_models(store_url: str) -> None:
+    """A model change without its migration (an index, a column) would only show at a site's upgrade."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = db.create_engine(store_url)
+    db.upgrade(engine)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), models.Base.metadata)
+    assert differences == []
