@@ -13,7 +13,7 @@ from adapter import config as config_mod
 from adapter.store import db, models
 from adapter.web import csv_export
 
-from .conftest import login
+from .conftest import issue_link, login
 
 SUBJECT = "/subjects/demo-east/NCT06507514-E-001"
 
@@ -115,3 +115,36 @@ def test_csv_cells_cannot_become_formulas() -> None:
     assert csv_export.safe_cell("@SUM(A1)") == "'@SUM(A1)"
     assert csv_export.safe_cell("-48") == "-48"
     assert csv_export.safe_cell(None) == ""
+
+
+def test_issues_scoped_to_a_subject_or_of_the_newer_kinds_render(
+    client: TestClient, console_config: config_mod.Config
+) -> None:
+    """Not every issue is about a resource or a code: a roster subject no Patient matched is one."""
+    from adapter.mapping.issues import IssueKind, MappingIssue
+    from adapter.store import state
+
+    issues = [
+        MappingIssue(
+            site="demo-east",
+            kind=IssueKind.SUBJECT_NOT_FOUND,
+            scope="subject:NCT06507514-E-001",
+            subject_id="NCT06507514-E-001",
+            detail="subject NCT06507514-E-001 is on the roster, but no Patient carries its identifier",
+        ),
+        MappingIssue(
+            site="demo-east",
+            kind=IssueKind.WRONG_RESOURCE_TYPE,
+            scope="Observation/wrong-kind",
+            concept="mobilization",
+            detail="Observation/wrong-kind: its code means mobilization (a medication)",
+        ),
+    ]
+    with db.open_store(console_config.store.url).begin() as session:
+        for issue in issues:
+            state.replace_issues(session, issue.site, issue.scope, [issue])
+    login(client, "vic")
+    for fragment in ("subject not found", "wrong resource type"):
+        link = issue_link(client, fragment, "kind=" + fragment.replace(" ", "_"))
+        page = client.get(link)
+        assert page.status_code == 200, page.text[:500]
