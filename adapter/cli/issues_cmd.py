@@ -11,6 +11,7 @@ from rich.table import Table
 
 from adapter import errors, fixes
 from adapter.cli import common
+from adapter.mapping.issues import GUIDANCE, IssueKind
 from adapter.store import db, models
 
 app = typer.Typer(help="List, show and ignore mapping issues.", no_args_is_help=True)
@@ -82,6 +83,11 @@ def show_issue(key: str, config_path: common.ConfigOption = common.DEFAULT_CONFI
             common.console.print(
                 f"[bold]raised by:[/bold] {', '.join(sources) or '(nothing now)'}", highlight=False
             )
+            guidance = GUIDANCE.get(IssueKind(row.kind)) if row.kind in set(IssueKind) else None
+            if guidance:
+                common.console.print(
+                    f"[bold]what usually resolves it:[/bold] {escape(guidance)}", highlight=False
+                )
 
 
 @app.command("ignore")

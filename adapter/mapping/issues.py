@@ -35,6 +35,46 @@ class IssueKind(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
 
 
+# What usually resolves each kind, for the person looking at one (the console's
+# issue page, ``trial-adapter issues show``).  Most kinds resolve by
+# themselves once the site's data or the mapping changes: the next sync or
+# re-map finds the problem gone and closes the issue.
+GUIDANCE: dict[IssueKind, str] = {
+    IssueKind.UNKNOWN_CODE: "Map the code to a protocol concept in the site's override file, or list it "
+    "under [ignored_codes] if the protocol does not use it; the stored results are re-mapped at once.",
+    IssueKind.UNKNOWN_UNIT: "Tell the adapter which UCUM unit this spelling means ([units] in the site's "
+    "override file); the results are re-mapped at once.",
+    IssueKind.UNIT_NOT_CONVERTIBLE: "The unit measures something else than the concept (a molar unit for a "
+    "mass concept, say). Check that the code is mapped to the right concept, or ask the site which unit "
+    "the value really has.",
+    IssueKind.IMPLAUSIBLE_VALUE: "Check the value and its unit in the EHR. A wrong unit is fixed in the "
+    "mapping; a typing error at the site is corrected there and resolves this at the next sync; a real "
+    "extreme value can be ignored with a reason.",
+    IssueKind.MISSING_VALUE: "The site sent the result without a value. It resolves when the site completes "
+    "the result; ignore it if the test was never done.",
+    IssueKind.MISSING_TIME: "The result has no usable date, or one coarser than a day. Ask the site to send "
+    "the collection time; it resolves at the next sync.",
+    IssueKind.NOT_FINAL: "Preliminary, cancelled or not-done entries are not used. It resolves by itself "
+    "when the site finalizes the result; nothing to do otherwise.",
+    IssueKind.PATIENT_NOT_ON_ROSTER: "Data arrived for a patient who is not on the roster. If the patient is "
+    "enrolled, add the roster line; their stored data is mapped at the next sync. Otherwise ignore it.",
+    IssueKind.SUBJECT_NOT_FOUND: "No Patient at the site carries this subject's roster identifier. Check "
+    "the roster line (value and identifier system) against the EHR; it resolves once a Patient matches.",
+    IssueKind.STUDY_DRUG_TEXT_ONLY: "The administration looks like the study drug but carries no code. Ask "
+    "the site's pharmacy interface to send the RxNorm or NDC code; the adapter never guesses a dose.",
+    IssueKind.AMBIGUOUS_MATCH: "The resource carries codes for several concepts. Fix the mapping so each "
+    "code means one concept, or ask the site to correct the coding.",
+    IssueKind.WRONG_RESOURCE_TYPE: "The code means a concept that this kind of resource cannot carry (a "
+    "drug on an Observation). Check the code's mapping, or ask the site why it was sent this way.",
+    IssueKind.INVALID_RESOURCE: "The resource is not valid FHIR R4; the detail names the fields. It "
+    "resolves when the site's interface sends a corrected version.",
+    IssueKind.UNKNOWN_SUBJECT: "The resource names no patient the adapter can follow. Ask the site's "
+    "interface team; it resolves when a corrected version arrives.",
+    IssueKind.DELIVERY_FAILED: "The trial repository refused or did not answer. Site IT: check "
+    "`trial-adapter outbox` and the repository settings; the item is retried by itself.",
+}
+
+
 class MappingIssue(BaseModel):
     """One explained problem with one source resource (or one local code).
 

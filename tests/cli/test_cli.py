@@ -68,6 +68,7 @@ path = "repo"
     key = "demo-east|unknown_code|code:http://hospital-east.example/fhir/lis|0099"
     shown = runner.invoke(main.app, ["issues", "show", key, "-c", str(config)])
     assert "raised by" in shown.output and "Observation/" in shown.output
+    assert "what usually resolves it: Map the code" in " ".join(shown.output.split())
     ignored = runner.invoke(
         main.app, ["issues", "ignore", key, "-c", str(config), "--reason", "sodium: not needed"]
     )

@@ -240,3 +240,10 @@ def test_a_code_of_another_kind_of_concept_is_an_issue_not_a_crash(raw: dict[str
     assert result.facts == []
     (issue,) = result.issues
     assert (issue.kind, issue.concept) == (IssueKind.WRONG_RESOURCE_TYPE, concept)
+
+
+def test_every_issue_kind_says_what_usually_resolves_it() -> None:
+    from adapter.mapping.issues import GUIDANCE
+
+    assert set(GUIDANCE) == set(IssueKind)
+    assert all(len(text) > 40 for text in GUIDANCE.values())

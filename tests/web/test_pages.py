@@ -148,3 +148,4 @@ def test_issues_scoped_to_a_subject_or_of_the_newer_kinds_render(
         link = issue_link(client, fragment, "kind=" + fragment.replace(" ", "_"))
         page = client.get(link)
         assert page.status_code == 200, page.text[:500]
+        assert "What usually resolves it" in page.text

@@ -23,6 +23,7 @@ from adapter import config as config_mod
 from adapter import errors, fixes
 from adapter.mapping import catalog as catalog_mod
 from adapter.mapping.facts import KINDS_FOR_RESOURCE_TYPE
+from adapter.mapping.issues import GUIDANCE, IssueKind
 from adapter.store import models
 from adapter.web import context, issue_query, render
 from adapter.web.auth import AnyUser, Fixer, Operator
@@ -181,8 +182,17 @@ def _render(
         concepts=concepts,
         suggested_units=suggested_units,
         history=_history(db, issue),
+        guidance=_guidance(issue.kind),
         error=error,
     )
+
+
+def _guidance(kind: str) -> str | None:
+    """What usually resolves an issue of this kind (``adapter.mapping.issues.GUIDANCE``)."""
+    try:
+        return GUIDANCE[IssueKind(kind)]
+    except (ValueError, KeyError):
+        return None  # a kind from a newer or older version of the adapter
 
 
 def _concepts(mappings: Path, site: str, resource_type: str) -> list[catalog_mod.Concept]:
