@@ -34,7 +34,16 @@ USABLE_ADMINISTRATION = {"completed", "in-progress", "stopped", "on-hold"}
 # https://hl7.org/fhir/R4/valueset-event-status.html
 USABLE_PROCEDURE = {"completed", "in-progress"}
 
-_NUMBER_TEXT = re.compile(r"^\s*(?P<cmp><=|>=|<|>)?\s*(?P<num>[-+]?\d+(?:\.\d+)?)\s*(?P<unit>\S.*)?$")
+# A number written as text, as LIS interfaces send it in valueString: an
+# optional comparator, a decimal point or a decimal comma (European systems),
+# an optional exponent ("1.2E-3"), then the unit.  "1,200" is refused as
+# ambiguous (a thousands separator or a decimal comma?) rather than guessed.
+_NUMBER_TEXT = re.compile(
+    r"^\s*(?P<cmp><=|>=|<|>)?\s*"
+    r"(?P<num>[-+]?(?:\d+(?:[.,]\d+)?|[.,]\d+)(?:[eE][-+]?\d+)?)"
+    r"(?![\d.,])\s*(?P<unit>\S.*)?$"
+)
+_AMBIGUOUS_COMMA = re.compile(r"^[-+]?[1-9]\d{0,2},\d{3}$")
 
 
 @dataclass(frozen=True)
@@ -440,7 +449,20 @@ def _quantity_value(
                     concept=concept.id,
                 )
             )
-        raw, unit, comparator = float(match["num"]), match["unit"], match["cmp"]
+        number = match["num"]
+        if _AMBIGUOUS_COMMA.match(number):
+            raise _Stop(
+                _issue(
+                    ctx,
+                    IssueKind.MISSING_VALUE,
+                    ref,
+                    f"{ref}: {concept.id} value {number!r} is ambiguous (a thousands separator or a "
+                    "decimal comma?); ask the site to send a valueQuantity",
+                    subject_id=subject_id,
+                    concept=concept.id,
+                )
+            )
+        raw, unit, comparator = float(number.replace(",", ".")), match["unit"], match["cmp"]
     elif obs.valueInteger is not None:
         raw, unit, comparator = float(obs.valueInteger), None, None
     else:

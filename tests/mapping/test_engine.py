@@ -247,3 +247,26 @@ def test_every_issue_kind_says_what_usually_resolves_it() -> None:
 
     assert set(GUIDANCE) == set(IssueKind)
     assert all(len(text) > 40 for text in GUIDANCE.values())
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "comparator"),
+    [
+        ("<0.01 %", 0.01, "<"),
+        ("1.2E-3 %", 0.0012, None),  # scientific notation
+        ("0,01 %", 0.01, None),  # a decimal comma (European LIS)
+        ("< 1,5 %", 1.5, "<"),
+        (".5 %", 0.5, None),
+    ],
+)
+def test_numbers_written_as_text_are_read_as_labs_send_them(
+    text: str, value: float, comparator: str | None
+) -> None:
+    (fact,) = run(obs("6690-2", valueQuantity=None, valueString=text.replace("%", "10*9/L"))).facts
+    assert (fact.value, fact.comparator) == (pytest.approx(value), comparator)
+
+
+@pytest.mark.parametrize("text", ["1,200 10*9/L", "1.2.3 10*9/L", "negative"])
+def test_text_that_is_no_clear_number_is_an_issue_not_a_guess(text: str) -> None:
+    result = run(obs("6690-2", valueQuantity=None, valueString=text))
+    assert result.facts == [] and [i.kind for i in result.issues] == [IssueKind.MISSING_VALUE]
