@@ -47,6 +47,10 @@ class ConceptSpec(BaseModel):
     plausible: tuple[float, float] | None = None
     codes: tuple[str, ...] = ()
     answers: dict[str, int] = {}
+    # Results a lab may report as a word instead of a number (MRD "negative"):
+    # result -> the answer codes ("system|code") and the texts that mean it.
+    qualitative: dict[str, tuple[str, ...]] = {}
+    qualitative_text: dict[str, tuple[str, ...]] = {}
     study_drug: bool = False
     text_patterns: tuple[str, ...] = ()
 
@@ -89,6 +93,7 @@ class Concept:
 
     spec: ConceptSpec
     answers: dict[tuple[str, str], int] = field(default_factory=dict)
+    qualitative: dict[tuple[str, str], str] = field(default_factory=dict)  # answer code -> result
     id: str = field(init=False)
     kind: ConceptKind = field(init=False)
 
@@ -214,6 +219,12 @@ def load_catalog(mapping_dir: Path, site: str | None = None) -> Catalog:
         system, sep, code = text.partition("|")
         if not sep or not system or not code:
             raise errors.MappingError(f'{where}: code {text!r} must be written "system|code"')
+        if system not in systems and ":" not in system:
+            known = ", ".join(sorted(systems))
+            raise errors.MappingError(
+                f"{where}: code {text!r} names the code system {system!r}, which is neither a name from "
+                f"[systems] ({known}) nor a URL or urn"
+            )
         return canonical(systems.get(system, system), aliases), code
 
     for index, spec in enumerate(central.concepts):
@@ -224,7 +235,10 @@ def load_catalog(mapping_dir: Path, site: str | None = None) -> Catalog:
             if unit is not None and not unit.startswith("{") and not units.is_known(unit):
                 raise errors.MappingError(f"{where}: unit {unit!r} is not a known UCUM unit")
         answers = {parse_code(a, where): v for a, v in spec.answers.items()}
-        concepts[spec.id] = Concept(spec=spec, answers=answers)
+        qualitative = {
+            parse_code(code, where): result for result, listed in spec.qualitative.items() for code in listed
+        }
+        concepts[spec.id] = Concept(spec=spec, answers=answers, qualitative=qualitative)
         for text in spec.codes:
             key = parse_code(text, where)
             if key in codes and codes[key] != spec.id:

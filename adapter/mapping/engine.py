@@ -382,6 +382,15 @@ def _map_observation(obs: Any, ref: str, source_version: str, ctx: SiteContext) 
                 concept=concept.id,
             )
         )
+    qualitative = (
+        _qualitative_result(obs, concept, ctx)
+        if concept.spec.qualitative_text or concept.qualitative
+        else None
+    )
+    if qualitative is not None:
+        return _qualitative_fact(
+            obs, qualitative, concept, ref, source_version, status, start, subject_id, ctx
+        )
     if concept.kind is ConceptKind.SCORE:
         value, original, unit, comparator = _score_value(obs, concept, ref, subject_id, ctx), None, None, None
         original = f"{value:g}"
@@ -404,6 +413,73 @@ def _map_observation(obs: Any, ref: str, source_version: str, ctx: SiteContext) 
                 original_unit=unit,
                 reference_high=_reference_high(obs, unit, concept, ref, subject_id, ctx),
                 attributes=_component_attributes(obs, ref, subject_id, ctx),
+            )
+        ]
+    )
+
+
+def _qualitative_result(obs: Any, concept: catalog_mod.Concept, ctx: SiteContext) -> str | None:
+    """ "negative", "positive", ... when the result is a word the concept lists, not a number.
+
+    An answer code (valueCodeableConcept) is looked up in the concept's
+    ``qualitative`` codes; a text (valueString, or the CodeableConcept's text)
+    must start with one of its ``qualitative_text`` phrases followed by no
+    other word ("Negative (<0.01 %)" is negative; "negative control failed"
+    is not), longest phrase first, so "not detected" is never read as
+    "detected".  A number always wins: a valueQuantity is never read here.
+    """
+    if obs.valueQuantity is not None:
+        return None
+    for coding in _codings(obs.valueCodeableConcept):
+        key = (ctx.catalog.canonical_system(coding.system), (coding.code or "").strip())
+        if key in concept.qualitative:
+            return concept.qualitative[key]
+    text = obs.valueString or getattr(obs.valueCodeableConcept, "text", None)
+    if not text:
+        return None
+    words = " ".join(str(text).lower().split())
+    phrases = sorted(
+        (
+            (phrase.lower(), result)
+            for result, listed in concept.spec.qualitative_text.items()
+            for phrase in listed
+        ),
+        key=lambda item: -len(item[0]),
+    )
+    for phrase, result in phrases:
+        if words.startswith(phrase) and not words[len(phrase) : len(phrase) + 1].isalnum():
+            rest = words[len(phrase) :].strip(" .,;:")
+            if not rest or rest.startswith("("):
+                return result
+    return None
+
+
+def _qualitative_fact(
+    obs: Any,
+    result: str,
+    concept: catalog_mod.Concept,
+    ref: str,
+    source_version: str,
+    status: str,
+    start: Any,
+    subject_id: str,
+    ctx: SiteContext,
+) -> MappingResult:
+    """A result reported as a word: no value, the word in ``attributes["result"]``."""
+    original = obs.valueString or getattr(obs.valueCodeableConcept, "text", None) or result
+    return MappingResult(
+        facts=[
+            _fact(
+                ctx,
+                subject_id=subject_id,
+                concept=concept,
+                ref=ref,
+                source_version=source_version,
+                status=status,
+                start=start,
+                value=None,
+                original_value=str(original)[:80],
+                attributes={"result": result},
             )
         ]
     )

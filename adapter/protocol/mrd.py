@@ -4,7 +4,8 @@ The protocol monitors MRD after the transplant, so only results dated after
 day 0 (strictly: a day-0 sample is pre-infusion) become records; without a day
 0 there is no follow-up yet and nothing is emitted.  Values are not
 interpreted (no "negative" threshold): the trial repository receives the
-result, its comparator and its offset from day 0.
+result, its comparator and its offset from day 0.  A result the lab reported
+as a word ("negative", "not detected") has no value and its ``result`` set.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def derive_mrd(
                 value=fact.value,
                 unit=fact.unit,
                 comparator=fact.comparator,
+                result=fact.attributes.get("result"),
             )
         )
     return tuple(results)

@@ -131,6 +131,8 @@ class MrdResult(ProtocolRecord):
     value: float | None
     unit: str | None
     comparator: str | None = None
+    # A result the lab reported as a word, not a number ("negative"); then value is None.
+    result: Literal["negative", "positive"] | None = None
 
 
 AnyRecord = (

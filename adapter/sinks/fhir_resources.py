@@ -11,7 +11,7 @@ EligibilityAssessment  Observation                 valueCodeableConcept met / no
                                                    one ``component`` per criterion,
                                                    ``effectivePeriod`` = the screening window
 Reconstitution         Observation (laboratory)    components WBC (LOINC 6690-2), PLT (777-3)
-MrdResult              Observation (laboratory)    valueQuantity with comparator
+MrdResult              Observation (laboratory)    valueQuantity with comparator, or a SNOMED CT result
 StemCellCollection     Procedure                   performedPeriod (first to last apheresis)
 Transplant             Procedure                   performedDateTime = day 0
 TreatmentCycle         MedicationAdministration    effectivePeriod, dosage.dose = total dose
@@ -351,6 +351,10 @@ MRD_CODES = {
 }
 
 
+# A result the lab reported as a word (MrdResult.result), as SNOMED CT qualifier values.
+QUALITATIVE = {"negative": ("260385009", "Negative"), "positive": ("10828004", "Positive")}
+
+
 def _mrd(record: dict[str, Any], systems: Systems) -> dict[str, Any]:
     code, display = MRD_CODES[record["method"]]
     resource: dict[str, Any] = {
@@ -362,6 +366,9 @@ def _mrd(record: dict[str, Any], systems: Systems) -> dict[str, Any]:
     }
     if record.get("value") is not None:
         resource["valueQuantity"] = _quantity(record["value"], record.get("unit"), record.get("comparator"))
+    elif record.get("result") in QUALITATIVE:
+        code, display = QUALITATIVE[record["result"]]
+        resource["valueCodeableConcept"] = {"coding": [{"system": SNOMED, "code": code, "display": display}]}
     else:
         resource["dataAbsentReason"] = _absent()
     return resource

@@ -70,6 +70,7 @@ def test_same_code_for_two_central_concepts_names_the_line(mapping_dir: Path) ->
         ('unit = "mg/dL"\naccepted_units = ["mg/dL", "mg/L", "umol/L", "mmol/L"]',
          'unit = "mg/dL"\naccepted_units = ["mg/dL", "bananas"]', "not a known UCUM unit"),
         ('"loinc|2160-0"', '"2160-0"', 'must be written "system|code"'),
+        ('"loinc|2160-0"', '"LOINC|2160-0"', "neither a name from [systems]"),
         ("[catalog]", "[catalogue]", "catalog"),
     ],
 )  # fmt: skip

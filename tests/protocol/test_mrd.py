@@ -43,3 +43,9 @@ def test_same_day_results_numbered_in_time_order_whatever_the_input_order() -> N
     }
     for ref, key in expected.items():
         assert by_ref[ref].record_id == record_id("NCT06507514", "S-001", "MrdResult", key)
+
+
+def test_a_word_result_passes_through_without_a_value() -> None:
+    facts = [fact("mrd_flow", "2025-05-01", None, attributes={"result": "negative"})]
+    (result,) = mrd.derive_mrd(facts, SUBJECT, DAY0)
+    assert (result.value, result.unit, result.result) == (None, None, "negative")

@@ -104,6 +104,12 @@ def test_cycle_transplant_collection_mrd_and_counts(demo_records: list[dict[str,
     mrd = fr.record_resource(below, SYSTEMS, "Patient/p")
     assert mrd["valueQuantity"]["comparator"] == below["comparator"]
 
+    word = {**below, "value": None, "unit": None, "comparator": None, "result": "negative"}
+    negative = fr.record_resource(word, SYSTEMS, "Patient/p")
+    valid(negative)
+    assert negative["valueCodeableConcept"]["coding"][0]["code"] == "260385009"
+    assert "valueQuantity" not in negative and "dataAbsentReason" not in negative
+
 
 def test_provenance_carries_source_hashes_and_catalog_version(demo_records: list[dict[str, Any]]) -> None:
     record = next(r for r in demo_records if r["record_type"] == "EligibilityAssessment")
