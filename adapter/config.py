@@ -30,7 +30,13 @@ class StudyConfig(BaseModel):
     id: str = Field("NCT06507514", description='the trial registry id, e.g. "NCT06507514"')
     mappings: Path = Field(
         default_factory=paths.default_mappings_dir,
-        description="folder with concepts.toml, eligibility.toml and sites/<site>.toml",
+        description="folder with concepts.toml, eligibility.toml and sites/<site>.toml (read only)",
+    )
+    overrides: Path | None = Field(
+        None,
+        description="folder the site owns for its own mapping fixes, <folder>/<site id>.toml, written by "
+        "`trial-adapter map` and the console; default: mapping-overrides/ next to a SQLite state file, "
+        "else next to this config file",
     )
 
 
@@ -233,6 +239,12 @@ class Config(BaseModel):
             seen.add(site.id)
         return self
 
+    def overrides_dir(self) -> Path:
+        """The folder of the site-owned mapping fix files (``[study] overrides`` or its default)."""
+        if self.study.overrides is not None:
+            return self.study.overrides
+        return paths.default_overrides_dir(self.store.url, Path.cwd())
+
     def site(self, site_id: str) -> SiteConfig:
         for site in self.sites:
             if site.id == site_id:
@@ -281,13 +293,21 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
         )
         for site in config.sites
     ]
+    store_url = _resolve_sqlite_url(config.store.url, base_dir)
     privacy = config.privacy
     if privacy.hmac_key_file is not None:
         privacy = privacy.model_copy(update={"hmac_key_file": resolve(privacy.hmac_key_file)})
     return config.model_copy(
         update={
-            "study": config.study.model_copy(update={"mappings": resolve(config.study.mappings)}),
-            "store": config.store.model_copy(update={"url": _resolve_sqlite_url(config.store.url, base_dir)}),
+            "study": config.study.model_copy(
+                update={
+                    "mappings": resolve(config.study.mappings),
+                    "overrides": resolve(config.study.overrides)
+                    if config.study.overrides is not None
+                    else paths.default_overrides_dir(store_url, base_dir),
+                }
+            ),
+            "store": config.store.model_copy(update={"url": store_url}),
             "privacy": privacy,
             "sites": sites,
             "repository": _resolve_repository(config.repository, resolve),

@@ -5,10 +5,11 @@ text editor and a terminal: map the local code to a catalog concept (or a
 unit spelling to UCUM, or mark the code as not a protocol concept), and see
 what that changed.  Each fix here
 
-1. writes the site override file ``mappings/<study>/sites/<site>.toml``,
-   touching only the one line it adds or changes, so the comments and the
-   layout a person wrote stay as they were (DESIGN.md §3: sites extend the
-   catalog in their own file, never in ``concepts.toml``);
+1. writes the site's own fix file ``<overrides>/<site>.toml``
+   (``adapter.mapping.overrides``: in the site's state folder, never in the
+   installed package), touching only the one line it adds or changes, so the
+   comments and the layout a person wrote stay as they were (sites extend
+   the catalog in their own file, never in ``concepts.toml``);
 2. reloads the site's catalog, and puts the file back as it was if the
    change makes it invalid (a code cannot mean two concepts);
 3. re-maps the stored resources with ``sync.remap_site``, so the records are
@@ -24,26 +25,20 @@ operator); the library records who did it.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
-import re
-import tempfile
+import logging
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
-import tomlkit
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
 from adapter import errors, locks
 from adapter.mapping import catalog as catalog_mod
-from adapter.mapping import units
+from adapter.mapping import overrides, units
 from adapter.store import models
 from adapter.store.models import utcnow
 from adapter.sync import SiteSetup, remap_site
@@ -57,8 +52,7 @@ UNDO = "undo"
 MAPPING_ACTIONS = {MAP_CODE: "codes", MAP_UNIT: "units", IGNORE_CODE: "ignored_codes"}
 UNDOABLE = (*MAPPING_ACTIONS, IGNORE_ISSUE)
 
-_TABLE_HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_\-]+)\s*\]\s*(#.*)?$")
-
+log = logging.getLogger(__name__)
 
 class FixRefused(errors.AdapterError):
     """The fix cannot be made as asked; the message says why and what to do instead."""
@@ -79,6 +73,7 @@ class FixResult:
     subjects: tuple[str, ...] = ()
     issues_resolved: tuple[str, ...] = ()
     issues_opened: tuple[str, ...] = ()
+    file: str | None = None  # the site fix file the fix wrote, so a person knows where it went
 
 
 # ----------------------------------------------------------------- the fixes
@@ -203,7 +198,7 @@ def undo(
     if action == IGNORE_ISSUE:
         return _undo_ignore(sessions, audit_id, detail, actor)
     site_id, table, key = detail["site"], MAPPING_ACTIONS[action], detail["key"]
-    current = read_override(_override_path(config, site_id)).get(table, {}).get(key)
+    current = overrides.read_override(_override_path(config, site_id)).get(table, {}).get(key)
     if current != detail["after"]:
         raise FixRefused(
             f"[{table}] {key!r} has changed since audit entry {audit_id} "
@@ -213,6 +208,53 @@ def undo(
     return _apply_override(config, sessions, site_id, edit, actor=actor, undoes=audit_id)
 
 
+def migrate_legacy_overrides(
+    config: config_mod.Config, sessions: sessionmaker[Session], site_id: str
+) -> int:
+    """Carry fixes made before the site had its own fix file into it, once; return how many.
+
+    Earlier versions wrote fixes into the mapping folder's ``sites/<site>.toml``,
+    which for the bundled catalog lies inside the installed package: an
+    upgrade or a rebuilt container image loses them.  The audit log kept
+    every fix with its value (and every undo), so the fixes still in effect
+    are replayed from it into the new file, whether or not the old file
+    survived.  Runs only while the site has no fix file yet, so it happens
+    once; fixes already written to the new file are never replayed.
+    """
+    path = _override_path(config, site_id)
+    if path.exists():
+        return 0
+    in_effect: dict[tuple[str, str], str | None] = {}
+    with sessions() as session:
+        entries = session.scalars(
+            sa.select(models.AuditEntry)
+            .where(models.AuditEntry.action.in_([*MAPPING_ACTIONS, UNDO]))
+            .order_by(models.AuditEntry.id)
+        )
+        for entry in entries:
+            detail = entry.detail or {}
+            table, key = detail.get("table"), detail.get("key")
+            if detail.get("site") != site_id or table not in overrides.TABLES or not isinstance(key, str):
+                continue  # another site, or the undo of an ignored issue
+            if detail.get("file") == str(path):
+                continue
+            in_effect[(table, key)] = detail.get("after")
+    moved = {entry: value for entry, value in sorted(in_effect.items()) if isinstance(value, str)}
+    if not moved:
+        return 0
+    _refuse_unwritable(path)
+    with overrides.folder_lock(path.parent):
+        if path.exists():
+            return 0
+        for (table, key), value in moved.items():
+            overrides.set_override(path, table, key, value, note="moved from the old fix file")
+    log.warning(
+        "site mapping fixes moved to the site's own fix file",
+        extra={"site": site_id, "fixes": len(moved), "file": str(path)},
+    )
+    return len(moved)
+
+
 def undone_by(session: Session, audit_id: int) -> int | None:
     """The id of the audit entry that undid ``audit_id``, if any."""
     return session.scalar(
@@ -220,117 +262,6 @@ def undone_by(session: Session, audit_id: int) -> int | None:
             models.AuditEntry.action == UNDO, models.AuditEntry.target == f"audit:{audit_id}"
         )
     )
-
-
-# ----------------------------------------------------------------- the override file
-
-
-def read_override(path: Path) -> dict[str, dict[str, str]]:
-    """The three tables of a site override file ({} when the file does not exist)."""
-    if not path.exists():
-        return {}
-    data = tomlkit.parse(path.read_text(encoding="utf-8")).unwrap()
-    return {table: dict(data.get(table, {})) for table in MAPPING_ACTIONS.values()}
-
-
-def set_override(path: Path, table: str, key: str, value: str | None, *, note: str = "") -> str | None:
-    """Set (or with ``value=None`` remove) one entry; return the value before.
-
-    Comments and layout survive: an existing entry is changed in place by
-    tomlkit; a new one becomes a new line right after the table's last
-    entry (tomlkit would append it after the comment block that introduces
-    the next table), with ``note`` as its end-of-line comment.
-    """
-    text = path.read_text(encoding="utf-8") if path.exists() else _new_override_text(path.stem)
-    document = tomlkit.parse(text)
-    section = document.get(table)
-    before = section.get(key) if section is not None else None
-    if value is None:
-        if section is not None and key in section:
-            del section[key]
-        new_text = tomlkit.dumps(document)
-    elif before is not None and section is not None:
-        item = tomlkit.item(value)
-        if note:
-            item.comment(note)
-        section[key] = item
-        new_text = tomlkit.dumps(document)
-    else:
-        new_text = _insert_line(text, table, _entry_line(key, value, note))
-    check = tomlkit.parse(new_text).unwrap().get(table, {})
-    if check.get(key) != value:  # pragma: no cover - a layout the line insert does not know
-        raise FixRefused(f"{path}: could not write [{table}] {key!r}; edit the file by hand")
-    _write_atomically(path, new_text)
-    return None if before is None else str(before)
-
-
-def _new_override_text(site: str) -> str:
-    return (
-        f'# Site overrides for "{site}": local codes and unit spellings (DESIGN.md §3).\n'
-        "# Written by `trial-adapter map` and the console; comments are kept.\n\n"
-        "[codes]\n\n[units]\n\n[ignored_codes]\n"
-    )
-
-
-def _entry_line(key: str, value: str, note: str) -> str:
-    line = f"{tomlkit.key(key).as_string()} = {tomlkit.string(value).as_string()}"
-    return f"{line}  # {note}" if note else line
-
-
-def _insert_line(text: str, table: str, line: str) -> str:
-    """``line`` after the last entry of ``[table]`` (after its header if empty; new table if absent)."""
-    lines = text.splitlines(keepends=True)
-    newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
-    current, header_at, last_entry = None, None, None
-    for number, raw in enumerate(lines):
-        match = _TABLE_HEADER.match(raw)
-        if match:
-            current = match.group(1)
-            if current == table:
-                header_at = number
-            continue
-        stripped = raw.strip()
-        if current == table and stripped and not stripped.startswith("#"):
-            last_entry = number
-    if header_at is None:
-        tail = "" if not lines or lines[-1].endswith(("\n", "\r")) else newline
-        return text + tail + f"{newline}[{table}]{newline}{line}{newline}"
-    at = (last_entry if last_entry is not None else header_at) + 1
-    return "".join([*lines[:at], line + newline, *lines[at:]])
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Replace the file in one step, so a sync never reads half a mapping."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-
-
-@contextlib.contextmanager
-def _sites_lock(path: Path) -> Iterator[None]:
-    """One fix at a time per mapping folder, across threads and processes.
-
-    The console and a CLI ``map`` may run at once; each reads, edits and
-    re-maps, so two interleaved fixes could lose one edit.  ``flock`` on the
-    folder itself needs no lock file beside the mappings.
-    """
-    path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 # ----------------------------------------------------------------- applying and reporting
@@ -371,13 +302,21 @@ def _apply_override(
     site_lock = locks.try_acquire(sessions, site_id)
     if site_lock is None:
         raise FixRefused(f"site {site_id} is being synced right now; nothing was changed, try again shortly")
-    with site_lock, _sites_lock(path.parent):
+    _refuse_unwritable(path)
+    with site_lock, overrides.folder_lock(path.parent):
+        migrate_legacy_overrides(config, sessions, site_id)
         with sessions() as session:
             records_before = _record_states(session, site_id)
             open_before = _open_issue_keys(session, site_id)
         old_text = path.read_text(encoding="utf-8") if path.exists() else None
         note = f"by {actor}, {utcnow():%Y-%m-%d}" if value is not None and table != "ignored_codes" else ""
-        before = set_override(path, table, key, value, note=note)
+        try:
+            before = overrides.set_override(path, table, key, value, note=note)
+        except OSError as exc:
+            raise errors.ConfigError(
+                f"cannot store the fix in {path} ({exc.strerror or exc}); nothing was changed. "
+                "Make the file and its folder writable for the adapter's user, or set [study] overrides"
+            ) from exc
         try:
             setup = SiteSetup.load(config, site)
         except errors.MappingError:
@@ -435,6 +374,7 @@ def _apply_override(
         subjects=subjects,
         issues_resolved=resolved,
         issues_opened=opened,
+        file=str(path),
     )
 
 
@@ -540,17 +480,24 @@ def _restore(path: Path, old_text: str | None) -> None:
     if old_text is None:
         path.unlink(missing_ok=True)
     else:
-        _write_atomically(path, old_text)
+        overrides.write_atomically(path, old_text)
 
 
 def _override_path(config: config_mod.Config, site_id: str) -> Path:
     config.site(site_id)  # an unknown site is a ConfigError naming the known ones
-    return config.study.mappings / catalog_mod.SITES_DIR / f"{site_id}.toml"
+    return overrides.path_for(config.overrides_dir(), site_id)
+
+
+def _refuse_unwritable(path: Path) -> None:
+    """Say where a fix would go and why it cannot, before anything is locked or changed."""
+    verdict = overrides.writability(path)
+    if not verdict.writable:
+        raise errors.ConfigError(f"cannot store the fix in {path}: {verdict.problem}")
 
 
 def _catalog(config: config_mod.Config, site_id: str) -> catalog_mod.Catalog:
     config.site(site_id)
-    return catalog_mod.load_catalog(config.study.mappings, site_id)
+    return catalog_mod.load_catalog(config.study.mappings, site_id, config.overrides_dir())
 
 
 def _code_text(code: str) -> str:

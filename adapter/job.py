@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import delivery, locks
+from adapter import delivery, errors, fixes, locks
 from adapter.fhir import factory as source_factory
 from adapter.sinks import factory
 from adapter.store import db, models
@@ -38,6 +38,20 @@ class JobResult:
 def load_setups(config: config_mod.Config, sites: Sequence[config_mod.SiteConfig]) -> list[SiteSetup]:
     """Every site's files, loaded and checked: a broken one fails the run before any state changes."""
     return [SiteSetup.load(config, site) for site in sites]
+
+
+def carry_over_fixes(config: config_mod.Config, sessions: sessionmaker[Session], site_id: str) -> bool:
+    """Move a site's fixes from the old place into its own fix file (once); True if any moved.
+
+    Never fails a pass: fixes that cannot be moved (an unwritable folder) are
+    logged with the fix, and the old file, where it still exists, keeps
+    being read meanwhile.
+    """
+    try:
+        return fixes.migrate_legacy_overrides(config, sessions, site_id) > 0
+    except (errors.AdapterError, OSError) as exc:
+        log.warning("site mapping fixes could not be moved", extra={"site": site_id, "error": str(exc)})
+        return False
 
 
 def expected_lines(setups: Sequence[SiteSetup]) -> int:
@@ -82,6 +96,8 @@ def run_setups(
     sessions = db.open_store(config.store.url)
     result = JobResult(syncs=[], delivery=None)
     for setup in setups:
+        if carry_over_fixes(config, sessions, setup.site.id):
+            setup = SiteSetup.load(config, setup.site)
         summary = sync_locked(setup, sessions, full=full, progress=progress, should_stop=should_stop)
         if summary is None:
             result.busy.append(setup.site.id)

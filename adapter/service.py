@@ -194,6 +194,7 @@ class Service:
             config, sessions = self.config, self._require_sessions()
             started = time.monotonic()
             try:
+                job.carry_over_fixes(config, sessions, site_id)
                 setup = SiteSetup.load(config, config.site(site_id))
                 summary = job.sync_locked(setup, sessions, full=full, should_stop=self.stopping.is_set)
             except Exception as exc:

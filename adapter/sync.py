@@ -104,7 +104,7 @@ class SiteSetup:
         return cls(
             site=site,
             study=config.study.id,
-            catalog=catalog_mod.load_catalog(config.study.mappings, site.id),
+            catalog=catalog_mod.load_catalog(config.study.mappings, site.id, config.overrides_dir()),
             rules=rules,
             roster=roster.load_roster(site.roster),
             secret=privacy.load_secret(config.privacy),

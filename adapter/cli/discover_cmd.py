@@ -28,12 +28,12 @@ def discover(
     Reads every Observation, MedicationAdministration and Procedure of the
     roster's patients (without the sync's code filter), stores nothing, and
     shows for each code whether the catalog maps it, so local codes can be
-    added to mappings/<study>/sites/<site>.toml before go-live.
+    mapped (`trial-adapter map code`) before go-live.
     """
     with common.reported_errors():
         config = common.load_config(config_path)
         site = config.site(site_id)
-        catalog = catalog_mod.load_catalog(config.study.mappings, site.id)
+        catalog = catalog_mod.load_catalog(config.study.mappings, site.id, config.overrides_dir())
         roster = roster_mod.load_roster(site.roster)
         result = discover_mod.discover_site(site, catalog, roster)
         codes = result.unmapped if only_unmapped else result.codes
@@ -65,6 +65,7 @@ def discover(
         common.console.print(table)
         if result.unmapped:
             common.console.print(
-                f"{len(result.unmapped)} unmapped code(s): map them in "
-                f"mappings/<study>/sites/{site.id}.toml under [codes], or list them under [ignored_codes]."
+                f"{len(result.unmapped)} unmapped code(s): map each with `trial-adapter map code "
+                f"SYSTEM|CODE CONCEPT --site {site.id}`, or `trial-adapter map ignore-code` one the "
+                "protocol does not use."
             )

@@ -56,6 +56,8 @@ def _report(
     config: config_mod.Config, sessions: sessionmaker[Session], result: fixes.FixResult, deliver: bool
 ) -> None:
     common.console.print(result.summary, highlight=False, soft_wrap=True)
+    if result.file:
+        common.console.print(f"  wrote {result.file}", highlight=False, soft_wrap=True, markup=False)
     if result.records_by_type:
         common.console.print(
             "  " + ", ".join(f"{t} × {n}" for t, n in result.records_by_type.items()), highlight=False

@@ -31,7 +31,8 @@ def remap(
 ) -> None:
     """Re-map stored resources after a mapping change, without fetching.
 
-    Edit mappings/<study>/sites/<site>.toml (or concepts.toml), then run this:
+    After editing a mapping file by hand (the site's fix file in [study]
+    overrides, or a file of the mapping folder), run this:
     resources mapped with the old catalog are mapped again, their subjects
     re-derived, fixed issues resolve themselves, and changed records go out.
     """

@@ -10,6 +10,7 @@ from adapter import errors, job
 from adapter.cli.common import console
 from adapter.fhir import capability, ndjson
 from adapter.fhir import settings as fhir_settings
+from adapter.mapping import overrides
 from adapter.sinks import factory
 from adapter.store import db, state
 from adapter.sync import SiteSetup
@@ -105,6 +106,7 @@ def print_check(config: config_mod.Config) -> list[int]:
             table.add_row(site.id, "mappings, rules, roster, secret", "[red]failed[/red]")
             failures.append(exc.exit_code)
             problems.append(f"{site.id}: {exc}")
+        failures += _print_fix_file_check(table, config, site.id, problems)
         if not isinstance(site.source, config_mod.NdjsonSource):
             failures += _print_server_checks(table, site.id, site.source, problems)
             continue
@@ -119,6 +121,22 @@ def print_check(config: config_mod.Config) -> list[int]:
     for problem in problems:
         console.print(f"[red]✗[/red] {escape(problem)}", highlight=False, soft_wrap=True)
     return failures
+
+
+def _print_fix_file_check(
+    table: Table, config: config_mod.Config, site_id: str, problems: list[str]
+) -> list[int]:
+    """Where the site's own mapping fixes live, and whether a fix could be stored there."""
+    path = overrides.path_for(config.overrides_dir(), site_id)
+    verdict = overrides.writability(path)
+    if not verdict.writable:
+        table.add_row(site_id, "mapping fix file", "[red]not writable[/red]")
+        problems.append(f"{site_id}: mapping fix file {path}: {verdict.problem}")
+        return [errors.EXIT_CONFIG]
+    entries = sum(len(values) for values in overrides.read_override(path).values()) if verdict.exists else 0
+    state = f"{entries} fix(es)" if verdict.exists else "created on the first fix"
+    table.add_row(site_id, "mapping fix file", f"[green]ok[/green] ({escape(str(path))}, writable; {state})")
+    return []
 
 
 def _print_server_checks(

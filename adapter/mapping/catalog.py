@@ -1,9 +1,12 @@
 """The mapping catalog: concepts, their codes and units, plus per-site overrides.
 
 The central ``concepts.toml`` is owned by the study; each site adds its local
-codes and unit spellings in ``sites/<site>.toml`` without touching it
-(DESIGN.md §3).  Loading validates both with pydantic and fails with the file,
-the line and the reason, because a wrong catalog silently mis-maps lab values.
+codes and unit spellings without touching it (DESIGN.md §3): in
+``sites/<site>.toml`` of the mapping folder (shipped, read only) and in its
+own fix file ``<overrides>/<site>.toml`` (written by ``trial-adapter map`` and
+the console, kept in the site's state folder so upgrades never touch it).
+Loading validates each with pydantic and fails with the file, the line and
+the reason, because a wrong catalog silently mis-maps lab values.
 A code that would mean two concepts is a load error, never a coin toss.
 
 Every fact carries ``Catalog.version``: a hash of exactly the files that
@@ -202,8 +205,16 @@ def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
         memo[key] = value
 
 
-def load_catalog(mapping_dir: Path, site: str | None = None) -> Catalog:
-    """Load concepts.toml and (if it exists) sites/<site>.toml; raise MappingError."""
+def load_catalog(mapping_dir: Path, site: str | None = None, overrides_dir: Path | None = None) -> Catalog:
+    """Load concepts.toml, then a site's two override layers; raise MappingError.
+
+    For ``site``: ``<mapping_dir>/sites/<site>.toml`` (shipped with the
+    mapping folder, read only), then ``<overrides_dir>/<site>.toml`` (the
+    site's own fixes, written by ``adapter.mapping.overrides``), each only if
+    it exists.  A later layer may re-map or ignore what an earlier site layer
+    said; nothing may contradict concepts.toml.  The catalog version hashes
+    every file that was read, so an absent fix file leaves it unchanged.
+    """
     concepts_path = mapping_dir / CONCEPTS_FILE
     central_text, central_raw = _read_toml(concepts_path)
     central = _validate(CatalogFile, central_raw, concepts_path, central_text)
@@ -252,11 +263,16 @@ def load_catalog(mapping_dir: Path, site: str | None = None) -> Catalog:
     unit_spellings: dict[str, str] = {}
     ignored: dict[tuple[str, str], str] = {}
     if site is not None:
-        site_path = mapping_dir / SITES_DIR / f"{site}.toml"
-        if site_path.exists():
+        layers = [(mapping_dir / SITES_DIR / f"{site}.toml", "site", b"\0site\0")]
+        if overrides_dir is not None:
+            layers.append((overrides_dir / f"{site}.toml", "override", b"\0override\0"))
+        for site_path, layer, marker in layers:
+            if not site_path.exists():
+                continue
             site_text, site_raw = _read_toml(site_path)
             override = _validate(SiteOverrideFile, site_raw, site_path, site_text)
-            digest.update(b"\0site\0" + site_text.encode())
+            digest.update(marker + site_text.encode())
+            layer_keys: set[tuple[str, str]] = set()
             for text, concept_id in override.codes.items():
                 where = f"{site_path} [codes] {text!r}"
                 if concept_id not in concepts:
@@ -264,13 +280,22 @@ def load_catalog(mapping_dir: Path, site: str | None = None) -> Catalog:
                         f"{where}: unknown concept {concept_id!r}; known: {', '.join(sorted(concepts))}"
                     )
                 key = parse_code(text, where)
-                if key in codes and codes[key] != concept_id:
+                if sources.get(key) == "central" and codes[key] != concept_id:
                     raise errors.MappingError(
                         f"{where}: conflicts with concepts.toml, which maps this code to "
                         f"{codes[key]!r}; one code can mean only one concept"
                     )
+                if key in layer_keys and codes[key] != concept_id:
+                    raise errors.MappingError(
+                        f"{where}: the file maps this code to {codes[key]!r} too; "
+                        "one code can mean only one concept"
+                    )
+                # A site's own fix outranks the mapping folder's sites/<site>.toml.
+                ignored.pop(key, None)
                 codes[key] = concept_id
-                sources[key] = "site"
+                if sources.get(key) != "central":
+                    sources[key] = layer
+                layer_keys.add(key)
             for spelling, ucum in override.units.items():
                 if not units.is_known(ucum):
                     raise errors.MappingError(
@@ -279,11 +304,14 @@ def load_catalog(mapping_dir: Path, site: str | None = None) -> Catalog:
                 unit_spellings[spelling.strip()] = ucum
             for text, reason in override.ignored_codes.items():
                 key = parse_code(text, f"{site_path} [ignored_codes] {text!r}")
-                if key in codes:
+                if key in codes and (sources.get(key) == "central" or key in layer_keys):
                     raise errors.MappingError(
                         f"{site_path} [ignored_codes] {text!r}: this code maps to {codes[key]!r}; "
                         "a code cannot be both mapped and ignored"
                     )
+                if key in codes:  # mapped by the mapping folder's site file; the site's own fix wins
+                    del codes[key]
+                    sources.pop(key, None)
                 ignored[key] = reason
 
     return Catalog(

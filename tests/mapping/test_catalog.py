@@ -128,3 +128,36 @@ def test_a_site_override_written_with_https_matches_codes_sent_with_http(mapping
     cat = catalog.load_catalog(mapping_dir, "demo-north")
     concept = cat.concept_for("http://lab.example/codes", "K-7")
     assert concept is not None and concept.id == "creatinine"
+
+
+def test_the_site_fix_file_is_read_last_and_wins_over_the_mapping_folder(
+    mapping_dir: Path, tmp_path: Path
+) -> None:
+    shipped = catalog.load_catalog(mapping_dir, "demo-east")
+    fixes_dir = tmp_path / "fixes"
+    assert catalog.load_catalog(mapping_dir, "demo-east", fixes_dir).version == shipped.version
+    fixes_dir.mkdir()
+    (fixes_dir / "demo-east.toml").write_text(
+        '[codes]\n"http://hospital-east.example/fhir/lis|0101" = "platelets"\n'
+        '"urn:local|9" = "alt"\n'
+        '[ignored_codes]\n"http://hospital-east.example/fhir/lis|0102" = "counted elsewhere"\n'
+        '[units]\n"umol/l" = "umol/L"\n'
+    )
+    fixed = catalog.load_catalog(mapping_dir, "demo-east", fixes_dir)
+    assert fixed.version != shipped.version
+    assert fixed.concept_for("http://hospital-east.example/fhir/lis", "0101").id == "platelets"  # type: ignore[union-attr]
+    assert fixed.concept_for("urn:local", "9").id == "alt"  # type: ignore[union-attr]
+    assert fixed.concept_for("http://hospital-east.example/fhir/lis", "0102") is None
+    assert ("http://hospital-east.example/fhir/lis", "0102") in fixed.ignored_codes
+    assert fixed.code_sources[("urn:local", "9")] == "override"
+    assert fixed.unit_spellings["umol/l"] == "umol/L"
+
+
+def test_a_site_fix_file_cannot_contradict_concepts_toml_or_itself(mapping_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "x.toml").write_text('[codes]\n"http://loinc.org|2160-0" = "alt"\n')
+    with pytest.raises(errors.MappingError, match=r"x\.toml.*conflicts with concepts\.toml"):
+        catalog.load_catalog(mapping_dir, "x", tmp_path)
+    both = '[codes]\n"urn:local|1" = "alt"\n[ignored_codes]\n"urn:local|1" = "no"\n'
+    (tmp_path / "x.toml").write_text(both)
+    with pytest.raises(errors.MappingError, match="both mapped and ignored"):
+        catalog.load_catalog(mapping_dir, "x", tmp_path)

@@ -20,6 +20,7 @@ import pytest
 from adapter import config as config_mod
 from adapter import job, paths
 from adapter.demo import site as demo_site
+from adapter.mapping import overrides
 from adapter.store import db
 from adapter.web import accounts
 from adapter.web.app import create_app
@@ -43,6 +44,15 @@ CREATININE_LINE = '"http://hospital-east.example/fhir/lis|0045" = "creatinine"  
 CREATININE_ISSUE = f"demo-east|unknown_code|code:{CREATININE_CODE}"
 SODIUM_ISSUE = "demo-east|unknown_code|code:http://hospital-east.example/fhir/lis|0099"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def fix_file(config: config_mod.Config, site: str = "demo-east") -> Path:
+    """The site's own mapping fix file, where the console's fixes go."""
+    return overrides.path_for(config.overrides_dir(), site)
+
+
+def text_or_none(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.exists() else None
 
 
 def sandbox_config(root: Path) -> config_mod.Config:

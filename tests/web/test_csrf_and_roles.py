@@ -18,7 +18,7 @@ from adapter import fixes
 from adapter.store import db, models
 from adapter.web import views
 
-from .conftest import SODIUM_ISSUE, csrf_token, issue_link, login
+from .conftest import SODIUM_ISSUE, csrf_token, fix_file, issue_link, login, text_or_none
 
 SESSION_ROUTES = {"/login", "/logout"}  # they change who is logged in, not data
 
@@ -47,7 +47,7 @@ def state_snapshot(console_config: config_mod.Config) -> tuple[int, str, list[tu
             (key, status)
             for key, status in session.execute(sa.select(models.IssueRow.key, models.IssueRow.status))
         ]
-    override = (console_config.study.mappings / "sites" / "demo-east.toml").read_text()
+    override = text_or_none(fix_file(console_config)) or ""
     return int(audit), override, sorted(issues)
 
 

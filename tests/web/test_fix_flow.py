@@ -9,9 +9,10 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from adapter import config as config_mod
+from adapter.mapping import overrides
 from adapter.store import db, models
 
-from .conftest import CREATININE_ISSUE, csrf_token, issue_link, login
+from .conftest import CREATININE_ISSUE, csrf_token, fix_file, issue_link, login
 
 
 def issue_status(config: config_mod.Config, key: str) -> str:
@@ -36,8 +37,10 @@ def eligibility_of(config: config_mod.Config, subject: str) -> dict[str, dict[st
 def test_mapping_a_local_code_resolves_the_issue_updates_records_and_can_be_undone(
     client: TestClient, console_config: config_mod.Config
 ) -> None:
-    override = console_config.study.mappings / "sites" / "demo-east.toml"
-    original = override.read_text(encoding="utf-8")
+    shipped = console_config.study.mappings / "sites" / "demo-east.toml"
+    shipped_text = shipped.read_text(encoding="utf-8")
+    override = fix_file(console_config)
+    assert not override.exists()
     assert eligibility_of(console_config, "NCT06507514-E-001")["creatinine"]["status"] == "unknown"
     login(client, "dana")
     page = issue_link(client, "lis|0045 (", "kind=unknown_code")
@@ -49,16 +52,17 @@ def test_mapping_a_local_code_resolves_the_issue_updates_records_and_can_be_undo
     assert done.status_code == 200 and re.search(r"/audit/\d+$", str(done.url))
     assert re.search(r'data-testid="records-changed">[1-9]', done.text)
     assert 'data-testid="issues-resolved">1<' in done.text and "EligibilityAssessment" in done.text
+    assert str(override) in done.text  # the result names the file it changed
     assert issue_status(console_config, CREATININE_ISSUE) == "resolved"
     assert eligibility_of(console_config, "NCT06507514-E-001")["creatinine"]["status"] == "met"
     written = override.read_text(encoding="utf-8")
     assert '"http://hospital-east.example/fhir/lis|0045" = "creatinine"  # by dana, ' in written
-    assert written.count("#") == original.count("#") + 1  # every comment kept, one note added
+    assert shipped.read_text(encoding="utf-8") == shipped_text  # the mapping folder is never written
     assert "lis|0045 (" not in client.get("/").text  # gone from the open worklist
 
     undo = client.post(str(done.url) + "/undo", data={"csrf_token": csrf_token(client, str(done.url))})
     assert undo.status_code == 200 and "Undoes" in undo.text
-    assert override.read_text(encoding="utf-8") == original
+    assert overrides.read_override(override)["codes"] == {}
     assert issue_status(console_config, CREATININE_ISSUE) == "open"
     assert eligibility_of(console_config, "NCT06507514-E-001")["creatinine"]["status"] == "unknown"
     again = client.post(str(done.url) + "/undo", data={"csrf_token": csrf_token(client, str(done.url))})
@@ -68,15 +72,14 @@ def test_mapping_a_local_code_resolves_the_issue_updates_records_and_can_be_undo
 def test_a_refused_mapping_explains_itself_and_changes_nothing(
     client: TestClient, console_config: config_mod.Config
 ) -> None:
-    override = console_config.study.mappings / "sites" / "demo-east.toml"
-    original = override.read_text(encoding="utf-8")
+    override = fix_file(console_config)
     login(client, "dana")
     page = issue_link(client, "lis|0045 (", "kind=unknown_code")
     answer = client.post(
         page + "/map-code", data={"concept": "no_such_concept", "csrf_token": csrf_token(client, page)}
     )
     assert answer.status_code == 409 and "unknown concept" in answer.text
-    assert override.read_text(encoding="utf-8") == original
+    assert not override.exists()
 
 
 def test_ignore_needs_a_reason_is_audited_and_undone_only_by_its_author_or_an_admin(

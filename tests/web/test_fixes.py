@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from adapter import config as config_mod
-from adapter import errors, fixes
-from adapter.store import db
+from adapter import errors, fixes, job
+from adapter.mapping import overrides
+from adapter.store import db, models
 
-from .conftest import CREATININE_CODE
+from .conftest import CREATININE_CODE, fix_file
 
 EAST = """# East overrides.
 
@@ -27,8 +28,8 @@ EAST = """# East overrides.
 def test_a_new_entry_goes_after_the_last_entry_of_its_table(tmp_path: Path) -> None:
     path = tmp_path / "east.toml"
     path.write_text(EAST, encoding="utf-8")
-    assert fixes.set_override(path, "codes", "http://lab.example|2", "platelets", note="by dana") is None
-    assert fixes.set_override(path, "units", "umol/l", "umol/L") is None
+    assert overrides.set_override(path, "codes", "http://lab.example|2", "platelets", note="by dana") is None
+    assert overrides.set_override(path, "units", "umol/l", "umol/L") is None
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines[3:6] == [
         '"http://lab.example|1" = "wbc"   # 白细胞',
@@ -36,32 +37,32 @@ def test_a_new_entry_goes_after_the_last_entry_of_its_table(tmp_path: Path) -> N
         "# a comment about the next table",
     ]
     assert lines[lines.index("[units]") + 1] == '"umol/l" = "umol/L"'
-    assert fixes.set_override(path, "codes", "http://lab.example|2", None) == "platelets"
-    assert fixes.set_override(path, "units", "umol/l", None) == "umol/L"
+    assert overrides.set_override(path, "codes", "http://lab.example|2", None) == "platelets"
+    assert overrides.set_override(path, "units", "umol/l", None) == "umol/L"
     assert path.read_text(encoding="utf-8") == EAST
 
 
 def test_changing_an_entry_keeps_its_place_and_a_missing_file_or_table_is_created(tmp_path: Path) -> None:
     path = tmp_path / "east.toml"
     path.write_text(EAST, encoding="utf-8")
-    assert fixes.set_override(path, "codes", "http://lab.example|1", "platelets") == "wbc"
-    assert fixes.read_override(path)["codes"] == {"http://lab.example|1": "platelets"}
+    assert overrides.set_override(path, "codes", "http://lab.example|1", "platelets") == "wbc"
+    assert overrides.read_override(path)["codes"] == {"http://lab.example|1": "platelets"}
     fresh = tmp_path / "new-site.toml"
-    fixes.set_override(fresh, "ignored_codes", "s|c", "not needed")
-    assert fixes.read_override(fresh)["ignored_codes"] == {"s|c": "not needed"}
+    overrides.set_override(fresh, "ignored_codes", "s|c", "not needed")
+    assert overrides.read_override(fresh)["ignored_codes"] == {"s|c": "not needed"}
     bare = tmp_path / "bare.toml"
     bare.write_text("# only a comment\n", encoding="utf-8")
-    fixes.set_override(bare, "units", "u", "mg/dL")
+    overrides.set_override(bare, "units", "u", "mg/dL")
     assert bare.read_text(encoding="utf-8").startswith("# only a comment\n")
-    assert fixes.read_override(bare)["units"] == {"u": "mg/dL"}
+    assert overrides.read_override(bare)["units"] == {"u": "mg/dL"}
 
 
 def test_fixes_that_cannot_work_are_refused_before_anything_is_written(
     console_config: config_mod.Config,
 ) -> None:
     sessions = db.open_store(console_config.store.url)
-    override = console_config.study.mappings / "sites" / "demo-east.toml"
-    before = override.read_text(encoding="utf-8")
+    shipped = console_config.study.mappings / "sites" / "demo-east.toml"
+    before = shipped.read_text(encoding="utf-8")
     refusals = [
         lambda: fixes.map_code(
             console_config, sessions, "demo-east", "http://loinc.org|2160-0", "wbc", actor="t"
@@ -79,4 +80,66 @@ def test_fixes_that_cannot_work_are_refused_before_anything_is_written(
             refusal()
     with pytest.raises(errors.ConfigError):
         fixes.map_code(console_config, sessions, "no-such-site", CREATININE_CODE, "creatinine", actor="t")
-    assert override.read_text(encoding="utf-8") == before
+    assert shipped.read_text(encoding="utf-8") == before
+    assert not fix_file(console_config).exists()
+
+
+def test_a_fix_names_its_file_and_never_writes_the_mapping_folder(console_config: config_mod.Config) -> None:
+    sessions = db.open_store(console_config.store.url)
+    shipped = console_config.study.mappings / "sites" / "demo-east.toml"
+    before = shipped.read_text(encoding="utf-8")
+    result = fixes.map_code(console_config, sessions, "demo-east", CREATININE_CODE, "creatinine", actor="t")
+    assert result.file == str(fix_file(console_config))
+    assert overrides.read_override(fix_file(console_config))["codes"] == {CREATININE_CODE: "creatinine"}
+    assert shipped.read_text(encoding="utf-8") == before
+    state_folder = Path(console_config.store.url.removeprefix("sqlite:///")).parent
+    assert fix_file(console_config).parent == state_folder / "mapping-overrides"
+
+
+def test_an_unwritable_fix_folder_is_a_config_error_that_names_it(
+    console_config: config_mod.Config, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    config = console_config.model_copy(
+        update={"study": console_config.study.model_copy(update={"overrides": blocker / "fixes"})}
+    )
+    sessions = db.open_store(config.store.url)
+    with pytest.raises(errors.ConfigError, match=r"not-a-folder.*\[study\] overrides"):
+        fixes.map_code(config, sessions, "demo-east", CREATININE_CODE, "creatinine", actor="t")
+
+
+def test_fixes_made_in_the_old_place_move_into_the_site_fix_file_once(
+    console_config: config_mod.Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A site upgrading from a version that wrote fixes into the mapping folder keeps them all."""
+    sessions = db.open_store(console_config.store.url)
+    old_file = str(console_config.study.mappings / "sites" / "demo-east.toml")
+    undone_key = "http://hospital-east.example/fhir/lis|0099"
+    ids: list[int] = []
+    with sessions.begin() as session:
+        for action, detail in [
+            (fixes.MAP_CODE, {"table": "codes", "key": CREATININE_CODE, "after": "creatinine"}),
+            (fixes.IGNORE_CODE, {"table": "ignored_codes", "key": undone_key, "after": "sodium"}),
+            (fixes.UNDO, {"table": "ignored_codes", "key": undone_key, "after": None}),
+            (fixes.MAP_UNIT, {"table": "units", "key": "umol/l", "after": "umol/L"}),
+        ]:
+            target = f"audit:{ids[-1]}" if action == fixes.UNDO else f"demo-east:{detail['key']}"
+            detail = {"site": "demo-east", "file": old_file, "before": None, **detail}
+            entry = models.AuditEntry(actor="old", action=action, target=target, detail=detail)
+            session.add(entry)
+            session.flush()
+            ids.append(entry.id)
+    with caplog.at_level("WARNING"):
+        job.run_once(console_config, [console_config.site("demo-east")], deliver=False)
+    moved = overrides.read_override(fix_file(console_config))
+    assert moved["codes"] == {CREATININE_CODE: "creatinine"} and moved["units"] == {"umol/l": "umol/L"}
+    assert moved["ignored_codes"] == {}
+    assert any("fixes moved" in record.getMessage() for record in caplog.records)
+    with sessions() as session:
+        issue = session.get(models.IssueRow, f"demo-east|unknown_code|code:{CREATININE_CODE}")
+        assert issue is not None and issue.status == "resolved"  # the moved fix took effect
+    fixes.undo(console_config, sessions, ids[0], actor="t")  # an old fix can still be undone
+    assert overrides.read_override(fix_file(console_config))["codes"] == {}
+    job.run_once(console_config, [console_config.site("demo-east")], deliver=False)
+    assert overrides.read_override(fix_file(console_config))["codes"] == {}  # moved once, never again

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter import config as config_mod
 from adapter import errors, fixes
 from adapter.mapping import catalog as catalog_mod
+from adapter.mapping import overrides
 from adapter.mapping.facts import KINDS_FOR_RESOURCE_TYPE
 from adapter.mapping.issues import GUIDANCE, IssueKind
 from adapter.store import models
@@ -166,8 +167,9 @@ def _render(
     console = context.of(request)
     sources, source_count = issue_query.issue_sources(db, issue.key)
     resource_type = sources[0][0].partition("/")[0] if sources else ""
-    concepts = _concepts(console.config.study.mappings, issue.site, resource_type)
-    suggested_units = _unit_suggestions(console.config.study.mappings, issue.site, issue.concept)
+    mappings, overrides_dir = console.config.study.mappings, console.config.overrides_dir()
+    concepts = _concepts(mappings, overrides_dir, issue.site, resource_type)
+    suggested_units = _unit_suggestions(mappings, overrides_dir, issue.site, issue.concept)
     return render.page(
         request,
         "issue.html",
@@ -181,6 +183,7 @@ def _render(
         source_count=source_count,
         concepts=concepts,
         suggested_units=suggested_units,
+        fix_file=str(overrides.path_for(overrides_dir, issue.site)),
         history=_history(db, issue),
         guidance=_guidance(issue.kind),
         error=error,
@@ -195,9 +198,11 @@ def _guidance(kind: str) -> str | None:
         return None  # a kind from a newer or older version of the adapter
 
 
-def _concepts(mappings: Path, site: str, resource_type: str) -> list[catalog_mod.Concept]:
+def _concepts(
+    mappings: Path, overrides_dir: Path, site: str, resource_type: str
+) -> list[catalog_mod.Concept]:
     try:
-        catalog = catalog_mod.load_catalog(mappings, site)
+        catalog = catalog_mod.load_catalog(mappings, site, overrides_dir)
     except errors.MappingError:
         return []
     kinds = KINDS_FOR_RESOURCE_TYPE.get(resource_type)
@@ -207,11 +212,11 @@ def _concepts(mappings: Path, site: str, resource_type: str) -> list[catalog_mod
     )
 
 
-def _unit_suggestions(mappings: Path, site: str, concept: str | None) -> list[str]:
+def _unit_suggestions(mappings: Path, overrides_dir: Path, site: str, concept: str | None) -> list[str]:
     if concept is None:
         return []
     try:
-        catalog = catalog_mod.load_catalog(mappings, site)
+        catalog = catalog_mod.load_catalog(mappings, site, overrides_dir)
     except errors.MappingError:
         return []
     spec = catalog.concepts[concept].spec if concept in catalog.concepts else None
