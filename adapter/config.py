@@ -162,6 +162,21 @@ class ScheduleConfig(BaseModel):
         return None if value is None else SiteConfig._known_timezone(value)
 
 
+class SyncConfig(BaseModel):
+    """How a pass treats what the source no longer lists (``adapter.retraction_guard``)."""
+
+    model_config = StrictModel
+
+    max_retraction_share: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="largest share of a site's stored resources of one type that one pass may retract "
+        "without a person's approval (0.05 = 5 %; a pass that would retract all of a type is always "
+        "held back, a single resource never)",
+    )
+
+
 class ServiceConfig(BaseModel):
     model_config = StrictModel
 
@@ -226,6 +241,7 @@ class Config(BaseModel):
     sites: list[SiteConfig] = Field(min_length=1, description="one [[sites]] table per hospital site")
     repository: RepositoryConfig
     schedule: ScheduleConfig = ScheduleConfig()
+    sync: SyncConfig = SyncConfig()
     service: ServiceConfig = ServiceConfig()
     console: ConsoleConfig = ConsoleConfig()
     source_file: Path | None = Field(None, exclude=True)

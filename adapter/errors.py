@@ -21,6 +21,7 @@ EXIT_MAPPING = 4  # the mapping catalog or a site override is invalid
 EXIT_SOURCE = 5  # the site's data could not be read
 EXIT_STORE = 6  # the state database could not be opened or migrated
 EXIT_DELIVERY = 7  # the trial repository could not be written
+EXIT_RETRACTION_HELD = 8  # a pass would have retracted all or most of a type; held back for a person
 EXIT_ISSUES_OPEN = 10  # run finished, but with open issues and --fail-on-issues
 
 

@@ -30,6 +30,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter import retraction_guard
 from adapter.delivery import DrainSummary
 from adapter.store import models, state
 from adapter.sync import SyncSummary
@@ -132,6 +133,16 @@ class StoreCollector(Collector):
         ):
             issues.add_metric([site, kind], count)
         yield issues
+
+        held = GaugeMetricFamily(
+            f"{PREFIX}_retractions_held",
+            "Resources the source stopped listing whose retraction is held back for a person "
+            "(trial-adapter accept-retraction), by site and resource type.",
+            labels=["site", "resource_type"],
+        )
+        for site, resource_type, count in retraction_guard.held_counts(session):
+            held.add_metric([site, resource_type], count)
+        yield held
 
         pending = GaugeMetricFamily(
             f"{PREFIX}_outbox_pending", "Outbox items not yet delivered, by site.", labels=["site"]

@@ -31,7 +31,7 @@ from sqlalchemy import orm
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import errors, privacy, roster
+from adapter import errors, privacy, retraction_guard, roster
 from adapter.fhir import factory as source_factory
 from adapter.fhir import lean, lenient, ndjson
 from adapter.fhir.source import Source
@@ -75,11 +75,16 @@ class SyncSummary:
     retractions: int = 0
     issues_resolved: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
+    # Resource type -> resources the source stopped listing whose retraction
+    # the guard held back (adapter.retraction_guard); empty on a normal pass.
+    held: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     def counts(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if k not in ("site", "outcomes")}
+        data = {k: v for k, v in self.__dict__.items() if k not in ("site", "outcomes", "held")}
         data["outcomes"] = dict(self.outcomes)
+        if self.held:
+            data["held"] = dict(self.held)
         return data
 
 
@@ -94,6 +99,7 @@ class SiteSetup:
     roster: roster.Roster
     secret: bytes
     date_shift_days: int = 0
+    max_retraction_share: float = 0.05
 
     @classmethod
     def load(cls, config: config_mod.Config, site: config_mod.SiteConfig) -> SiteSetup:
@@ -109,6 +115,7 @@ class SiteSetup:
             roster=roster.load_roster(site.roster),
             secret=privacy.load_secret(config.privacy),
             date_shift_days=config.privacy.date_shift_days,
+            max_retraction_share=config.sync.max_retraction_share,
         )
 
 
@@ -657,24 +664,50 @@ def _bad_line(session: Session, site: str, line: ndjson.BadLine, summary: SyncSu
 def _retire_vanished(setup: SiteSetup, sessions: sessionmaker[Session], summary: SyncSummary) -> None:
     """Resources no longer in the source: their facts and issues go away.
 
-    An NDJSON folder is a complete snapshot, so a resource missing from it was
-    deleted at the site; what it fed is retracted on the next derivation.
+    A complete listing (an NDJSON folder, a full pass) is a snapshot, so a
+    resource missing from it was deleted at the site; what it fed is
+    retracted on the next derivation.  Unless the guard holds the type back
+    (``adapter.retraction_guard``): all or an unusual share of a type gone at
+    once is far more often an empty export than a real deletion.
     """
     site_id = setup.site.id
     with sessions.begin() as session:
-        gone = session.scalars(
-            sa.select(models.SourceResource).where(
-                models.SourceResource.site == site_id,
-                models.SourceResource.last_seen_run < summary.run_id,
-                models.SourceResource.outcome != "deleted",
-            )
+        for counts in retraction_guard.vanished_counts(session, site_id, summary.run_id):
+            accepted = retraction_guard.use_approval(session, site_id, counts.resource_type, summary.run_id)
+            suspicious = retraction_guard.is_suspicious(counts, setup.max_retraction_share)
+            if suspicious and counts.vanished > accepted:
+                retraction_guard.hold(session, site_id, counts)
+                summary.held[counts.resource_type] = counts.vanished
+                log.warning(
+                    "retraction held back",
+                    extra={
+                        "site": site_id,
+                        "resource_type": counts.resource_type,
+                        "vanished": counts.vanished,
+                        "stored": counts.stored,
+                    },
+                )
+                continue
+            retraction_guard.release(session, site_id, counts.resource_type)
+            if counts.vanished:
+                _retire(session, site_id, counts.resource_type, summary)
+
+
+def _retire(session: Session, site_id: str, resource_type: str, summary: SyncSummary) -> None:
+    gone = session.scalars(
+        sa.select(models.SourceResource).where(
+            models.SourceResource.site == site_id,
+            models.SourceResource.resource_type == resource_type,
+            models.SourceResource.last_seen_run < summary.run_id,
+            models.SourceResource.outcome != "deleted",
         )
-        for row in gone:
-            ref = f"{row.resource_type}/{row.resource_id}"
-            state.replace_facts(session, site_id, ref, [])
-            state.replace_issues(session, site_id, ref, [])
-            row.outcome = "deleted"
-            summary.vanished += 1
+    )
+    for row in gone:
+        ref = f"{row.resource_type}/{row.resource_id}"
+        state.replace_facts(session, site_id, ref, [])
+        state.replace_issues(session, site_id, ref, [])
+        row.outcome = "deleted"
+        summary.vanished += 1
 
 
 # ----------------------------------------------------------------- derive

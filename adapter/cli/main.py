@@ -26,6 +26,7 @@ from adapter.cli import (
     mapping_cmd,
     outbox_cmd,
     report,
+    retraction_cmd,
     run_cmd,
     status_cmd,
     users_cmd,
@@ -44,7 +45,9 @@ First steps:
   trial-adapter issues list -c site.toml  what could not be mapped, and why
 
 Exit codes: 0 ok, 3 bad config, 4 bad mapping file, 5 source unreadable,
-6 state database unusable, 7 delivery failed, 10 open issues with --fail-on-issues.
+6 state database unusable, 7 delivery failed, 8 retraction held back (the
+source stopped listing all or most of a type; see accept-retraction),
+10 open issues with --fail-on-issues.
 """
 
 app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None, add_completion=False)
@@ -60,6 +63,7 @@ app.add_typer(db_cmd.app, name="db")
 app.add_typer(map_cmd.app, name="map")
 app.add_typer(users_cmd.app, name="users")
 app.command("console")(console_cmd.console)
+app.command("accept-retraction")(retraction_cmd.accept_retraction)
 
 
 def _version(value: bool) -> None:
@@ -161,6 +165,8 @@ def sync(
         sites = common.selected_sites(config, site_id)
         result = _run_with_progress(config, sites, full=full, quiet=quiet)
         open_issues = report.print_summary(config, result)
+        if report.print_held_retractions(config, result):
+            raise typer.Exit(errors.EXIT_RETRACTION_HELD)
         if fail_on_issues and open_issues:
             raise typer.Exit(errors.EXIT_ISSUES_OPEN)
 

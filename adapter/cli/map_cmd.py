@@ -28,7 +28,8 @@ DeliverOption = Annotated[bool, typer.Option("--deliver/--no-deliver", help="Dra
 ActorOption = Annotated[str | None, typer.Option("--as", help="Who is doing this, for the audit log.")]
 
 
-def _actor(given: str | None) -> str:
+def actor_name(given: str | None) -> str:
+    """Who is acting, for the audit log: ``--as``, else the operating-system user."""
     if given:
         return given
     try:
@@ -89,7 +90,9 @@ def map_code(
     _run_fix(
         config_path,
         deliver,
-        lambda config, sessions: fixes.map_code(config, sessions, site, code, concept, actor=_actor(actor)),
+        lambda config, sessions: fixes.map_code(
+            config, sessions, site, code, concept, actor=actor_name(actor)
+        ),
     )
 
 
@@ -106,7 +109,9 @@ def map_unit(
     _run_fix(
         config_path,
         deliver,
-        lambda config, sessions: fixes.map_unit(config, sessions, site, spelling, ucum, actor=_actor(actor)),
+        lambda config, sessions: fixes.map_unit(
+            config, sessions, site, spelling, ucum, actor=actor_name(actor)
+        ),
     )
 
 
@@ -123,7 +128,9 @@ def ignore_code(
     _run_fix(
         config_path,
         deliver,
-        lambda config, sessions: fixes.ignore_code(config, sessions, site, code, reason, actor=_actor(actor)),
+        lambda config, sessions: fixes.ignore_code(
+            config, sessions, site, code, reason, actor=actor_name(actor)
+        ),
     )
 
 
@@ -138,5 +145,5 @@ def undo(
     _run_fix(
         config_path,
         deliver,
-        lambda config, sessions: fixes.undo(config, sessions, audit_id, actor=_actor(actor)),
+        lambda config, sessions: fixes.undo(config, sessions, audit_id, actor=actor_name(actor)),
     )

@@ -79,6 +79,24 @@ def print_summary(config: config_mod.Config, result: job.JobResult) -> int:
     return sum(issues.values())
 
 
+def print_held_retractions(config: config_mod.Config, result: job.JobResult) -> bool:
+    """Say which retractions the guard held back, and how to go on; True if any."""
+    held = [(summary.site, kind, count) for summary in result.syncs for kind, count in summary.held.items()]
+    config_hint = f" -c {config.source_file}" if config.source_file else ""
+    for site, resource_type, count in held:
+        console.print(
+            f"[yellow]held back:[/yellow] {escape(site)} no longer lists {count} stored "
+            f"{escape(resource_type)} resource(s), all or an unusual share of them; nothing of that "
+            "type was retracted. If the export or search is broken, fix it and sync again; if the "
+            "site really deleted them: "
+            f"`trial-adapter accept-retraction --site {escape(site)} --type {escape(resource_type)} "
+            f'--reason "…"{escape(config_hint)}`',
+            highlight=False,
+            soft_wrap=True,
+        )
+    return bool(held)
+
+
 def print_check(config: config_mod.Config) -> list[int]:
     """Check each site's files; print a table; return the exit codes of failures."""
     table = Table(title="Check", title_justify="left")

@@ -33,6 +33,7 @@ class IssueKind(StrEnum):
     INVALID_RESOURCE = "invalid_resource"
     UNKNOWN_SUBJECT = "unknown_subject"
     DELIVERY_FAILED = "delivery_failed"
+    RETRACTION_HELD = "retraction_held"  # a pass would have retracted all or most of a type
 
 
 # What usually resolves each kind, for the person looking at one (the console's
@@ -72,6 +73,10 @@ GUIDANCE: dict[IssueKind, str] = {
     "interface team; it resolves when a corrected version arrives.",
     IssueKind.DELIVERY_FAILED: "The trial repository refused or did not answer. Site IT: check "
     "`trial-adapter outbox` and the repository settings; the item is retried by itself.",
+    IssueKind.RETRACTION_HELD: "The source suddenly lists far fewer resources of this type, so nothing was "
+    "retracted. Site IT: check the export file or the EHR search; once the resources are listed again "
+    "this resolves at the next sync. If the site really deleted them, accept it with "
+    "`trial-adapter accept-retraction`; the next sync then retracts them.",
 }
 
 

@@ -228,3 +228,27 @@ class DirtySubject(Base):
 
     site: Mapped[str] = mapped_column(String(64), primary_key=True)
     subject_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class RetractionApproval(Base):
+    """A person's explicit yes to retiring resources the retraction guard held back.
+
+    The guard (``adapter.retraction_guard``) refuses a pass that would retire
+    all, or an unusual share, of a site's stored resources of one type: an
+    emptied export file looks exactly like a mass deletion.  An approval
+    covers at most ``max_count`` resources of that type and is used up by the
+    next pass that lists the type completely, whatever that pass finds, so a
+    stale yes can never wave through a later, larger loss.
+    """
+
+    __tablename__ = "retraction_approvals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    resource_type: Mapped[str] = mapped_column(String(64))
+    max_count: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    approved_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    consumed_at: Mapped[dt.datetime | None] = mapped_column()
+    consumed_run: Mapped[int | None] = mapped_column(Integer)
