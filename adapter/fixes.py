@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -306,7 +305,7 @@ def _apply_override(
     with site_lock, overrides.folder_lock(path.parent):
         migrate_legacy_overrides(config, sessions, site_id)
         with sessions() as session:
-            records_before = _record_states(session, site_id)
+            outbox_before = _last_outbox_id(session)
             open_before = _open_issue_keys(session, site_id)
         old_text = path.read_text(encoding="utf-8") if path.exists() else None
         note = f"by {actor}, {utcnow():%Y-%m-%d}" if value is not None and table != "ignored_codes" else ""
@@ -330,16 +329,10 @@ def _apply_override(
             _restore(path, old_text)
             raise
         with sessions.begin() as session:
-            records_after = _record_states(session, site_id)
-            changed = _changed_records(records_before, records_after)
+            changed = _queued_since(session, site_id, outbox_before)
             open_after = _open_issue_keys(session, site_id)
             by_type = Counter(record.record_type for record in changed.values())
             subjects = tuple(sorted({record.subject_id for record in changed.values()}))
-            restamped = sum(
-                1
-                for rid, rec in records_after.items()
-                if rid in records_before and rec.content_hash != records_before[rid].content_hash
-            )
             resolved = tuple(sorted(open_before - open_after))
             opened = tuple(sorted(open_after - open_before))
             detail: dict[str, Any] = {
@@ -352,7 +345,6 @@ def _apply_override(
                 "catalog_version": setup.catalog.version,
                 "resources_remapped": summary.resources_mapped,
                 "records_changed": len(changed),
-                "records_restamped": restamped,
                 "records_by_type": dict(sorted(by_type.items())),
                 "subjects": list(subjects),
                 "issues_resolved": list(resolved),
@@ -428,42 +420,29 @@ def _counts_sentence(changed: int, resolved: tuple[str, ...], opened: tuple[str,
 
 
 @dataclass(frozen=True)
-class _RecordState:
-    content_hash: str
-    retracted: bool
+class _Queued:
     record_type: str
     subject_id: str
-    substance: str  # the payload without its catalog version stamp
 
 
-def _record_states(session: Session, site: str) -> dict[str, _RecordState]:
-    rows = session.scalars(sa.select(models.RecordRow).where(models.RecordRow.site == site))
-    return {
-        row.record_id: _RecordState(
-            row.content_hash, row.retracted, row.record_type, row.subject_id, _substance(row.payload)
-        )
-        for row in rows
-    }
+def _last_outbox_id(session: Session) -> int:
+    return int(session.scalar(sa.select(sa.func.max(models.OutboxItem.id))) or 0)
 
 
-def _substance(payload: str) -> str:
-    """Every record carries the catalog version, so any mapping change re-stamps them all;
-    what a data manager asks is which records changed in content."""
-    data = orjson.loads(payload)
-    data.pop("catalog_version", None)
-    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
+def _queued_since(session: Session, site: str, last_id: int) -> dict[str, _Queued]:
+    """The records the fix queued for the repository, read from the outbox itself.
 
-
-def _changed_records(
-    before: dict[str, _RecordState], after: dict[str, _RecordState]
-) -> dict[str, _RecordState]:
-    """Records added, retracted or changed in content (not merely re-stamped)."""
-    changed = {}
-    for record_id, now in after.items():
-        was = before.get(record_id)
-        if was is None or was.retracted != now.retracted or was.substance != now.substance:
-            changed[record_id] = now
-    return changed
+    The fix holds the site's lock, so every item of the site after
+    ``last_id`` is the fix's own: the report says exactly what will be sent,
+    no more (a record whose only change is the catalog stamp is not sent,
+    see ``state.reconcile_records``) and no less.
+    """
+    rows = session.execute(
+        sa.select(models.OutboxItem.record_id, models.OutboxItem.record_type, models.OutboxItem.subject_id)
+        .where(models.OutboxItem.site == site, models.OutboxItem.id > last_id)
+        .order_by(models.OutboxItem.id)
+    )
+    return {record_id: _Queued(record_type, subject_id) for record_id, record_type, subject_id in rows}
 
 
 def _open_issue_keys(session: Session, site: str) -> set[str]:

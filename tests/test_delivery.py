@@ -273,17 +273,16 @@ def test_a_changed_mapping_goes_out_as_upserts_and_retractions(tmp_path: Path) -
     delivery.drain(sessions, sink)
     upserts = {d.record_id: d for d in sink.arrived if d.operation == "upsert"}
     retracts = {d.record_id: d for d in sink.arrived if d.operation == "retract"}
-    # Every demo-east record carries the new catalog version; demo-north's stay as they were.
+    # Only records whose content changed go out, carrying the new catalog version as
+    # provenance; a record that would differ only in that stamp is not sent again.
     assert upserts and {before[r]["site"] for r in upserts if r in before} == {"demo-east"}
     assert all(item.payload["catalog_version"] != before[r]["catalog_version"] for r, item in upserts.items())
 
     def clinical(payload: dict[str, object]) -> dict[str, object]:
         return {k: v for k, v in payload.items() if k != "catalog_version"}
 
-    changed = [
-        r for r, item in upserts.items() if r in before and clinical(item.payload) != clinical(before[r])
-    ]
-    assert changed and {before[r]["record_type"] for r in changed} == {"EligibilityAssessment"}
+    assert all(r in before and clinical(item.payload) != clinical(before[r]) for r, item in upserts.items())
+    assert {before[r]["record_type"] for r in upserts} == {"EligibilityAssessment"}
     for record_id, item in retracts.items():
         assert item.previous == before[record_id]
     # And vanished ones as retractions: drop the MRD concept's local codes too.
@@ -299,8 +298,8 @@ def test_a_changed_mapping_goes_out_as_upserts_and_retractions(tmp_path: Path) -
     }
     assert east_mrd and vanished >= east_mrd
     for item in (d for d in sink.arrived if d.record_id in east_mrd):
-        # It withdraws the record as last sent: the upsert of the first change.
-        assert item.operation == "retract" and item.previous == upserts[item.record_id].payload
+        # It withdraws the record as last sent: the first run's, which the catalog change did not re-send.
+        assert item.operation == "retract" and item.previous == before[item.record_id]
 
 
 def test_outbox_report_and_dry_run_selection(tmp_path: Path) -> None:

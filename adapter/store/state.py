@@ -49,6 +49,16 @@ def content_hash(data: Any) -> str:
     return hashlib.sha256(canonical_json(data)).hexdigest()
 
 
+# Record fields that say where a record came from, not what it says: a new
+# catalog version alone (any mapping fix changes it) must not re-send records.
+PROVENANCE_FIELDS = frozenset({"catalog_version"})
+
+
+def substance_hash(payload: dict[str, Any]) -> str:
+    """The hash of what a record says: its payload without its provenance fields."""
+    return content_hash({k: v for k, v in payload.items() if k not in PROVENANCE_FIELDS})
+
+
 # ----------------------------------------------------------------- one page of new rows
 
 
@@ -288,10 +298,12 @@ def reconcile_records(
     """Make the stored records of one subject equal ``payloads``; enqueue the changes.
 
     ``payloads`` maps record id to the outgoing (pseudonymized) JSON.  A new or
-    changed record (by content hash) enqueues an upsert; a stored record that
-    no longer derives enqueues a retraction.  Unchanged records enqueue
-    nothing, which is what makes re-running a sync send nothing twice.
-    Returns (upserts, retractions).
+    changed record enqueues an upsert; a stored record that no longer derives
+    enqueues a retraction.  Unchanged records enqueue nothing, which is what
+    makes re-running a sync send nothing twice.  "Changed" means what the
+    record says (``substance_hash``): a record that differs only in its
+    catalog version stamp keeps the stored payload, the one the repository
+    has, and is not sent again.  Returns (upserts, retractions).
     """
     stored = {
         row.record_id: row for row in session.scalars(_SUBJECT_RECORDS, {"site": site, "subject": subject_id})
@@ -302,11 +314,15 @@ def reconcile_records(
     outbox: list[dict[str, Any]] = []
     for record_id in sorted(payloads):
         payload = payloads[record_id]
-        body = canonical_json(payload)  # serialized once: hash, stored record and outbox item
-        digest = hashlib.sha256(body).hexdigest()
+        digest = substance_hash(payload)
         row = stored.get(record_id)
-        if row is not None and not row.retracted and row.content_hash == digest:
-            continue
+        if row is not None and not row.retracted:
+            if row.content_hash == digest:
+                continue
+            if _same_substance(row.payload, payload):
+                row.content_hash = digest  # stored before hashes left the provenance out
+                continue
+        body = canonical_json(payload)  # serialized once: stored record and outbox item
         record_type, text = payload["record_type"], body.decode()
         if row is None:
             new_records.append(
@@ -360,6 +376,15 @@ def reconcile_records(
     if outbox:
         connection.execute(sa.insert(models.OutboxItem), outbox)
     return upserts, retractions
+
+
+def _same_substance(stored_payload: str, payload: dict[str, Any]) -> bool:
+    """Whether a stored record says what ``payload`` says (its provenance aside)."""
+    try:
+        stored = orjson.loads(stored_payload)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(stored, dict) and substance_hash(stored) == substance_hash(payload)
 
 
 def _outbox_row(

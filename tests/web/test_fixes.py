@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
+import sqlalchemy as sa
 
 from adapter import config as config_mod
 from adapter import errors, fixes, job
@@ -143,3 +145,32 @@ def test_fixes_made_in_the_old_place_move_into_the_site_fix_file_once(
     assert overrides.read_override(fix_file(console_config))["codes"] == {}
     job.run_once(console_config, [console_config.site("demo-east")], deliver=False)
     assert overrides.read_override(fix_file(console_config))["codes"] == {}  # moved once, never again
+
+
+def test_a_fix_queues_only_the_records_whose_content_changed(console_config: config_mod.Config) -> None:
+    """The catalog version is provenance: a fix re-stamps every record's catalog but re-sends one."""
+    sessions = db.open_store(console_config.store.url)
+    job.deliver_outbox(console_config, sessions)
+    with sessions() as session:
+        site_records = session.scalar(
+            sa.select(sa.func.count()).where(
+                models.RecordRow.site == "demo-east", ~models.RecordRow.retracted
+            )
+        )
+        last = session.scalar(sa.select(sa.func.max(models.OutboxItem.id))) or 0
+    result = fixes.map_code(console_config, sessions, "demo-east", CREATININE_CODE, "creatinine", actor="t")
+    with sessions() as session:
+        queued = session.execute(
+            sa.select(models.OutboxItem.record_type, models.OutboxItem.payload).where(
+                models.OutboxItem.id > last
+            )
+        ).all()
+    assert result.records_changed == len(queued) >= 1
+    assert len(queued) < (site_records or 0)  # not every record of the site
+    assert {record_type for record_type, _ in queued} == {"EligibilityAssessment"}
+    assert result.records_by_type == {"EligibilityAssessment": len(queued)}
+    # what is sent carries the new catalog version, as provenance of the new content
+    assert all(orjson.loads(payload)["catalog_version"] != "" for _, payload in queued)
+    job.run_once(console_config, [console_config.site("demo-east")])
+    with sessions() as session:
+        assert session.scalar(sa.select(sa.func.max(models.OutboxItem.id))) == last + len(queued)
