@@ -8,6 +8,7 @@ report.  Library errors become one red line and a stable exit code
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +22,9 @@ from adapter import config as config_mod
 from adapter import errors
 
 # Wide enough for the summary tables when output goes to a file or a pipe
-# (rich would otherwise assume 80 columns and truncate the numbers).
-console = Console(width=None if sys.stdout.isatty() else 120)
+# (rich would otherwise assume 80 columns and truncate the numbers); a
+# COLUMNS variable, as a script may set, wins.
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120)
 # Errors are never wrapped: a URL or a config key split over two lines can't be
 # copied from cron mail or matched by a log scraper.
 err_console = Console(stderr=True, soft_wrap=True)
