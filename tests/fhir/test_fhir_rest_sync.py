@@ -14,13 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import prometheus_client
 import pytest
 import requests
 import sqlalchemy as sa
 
 from adapter import config as config_mod
-from adapter import delivery, job, paths, sync
+from adapter import delivery, job, paths, retraction_guard, sync
 from adapter.fhir import rest
 from adapter.fhir.source import Page
 from adapter.sinks import factory as sinks
@@ -217,3 +218,32 @@ def test_patient_batches_never_search_by_name(demo_server: FhirServer, tmp_path:
     assert all("name" not in q and "family" not in q for q in queries)
     assert [q["patient"] for q in queries[4:]] == [ref.split("/")[1] for ref in refs]
     assert len(refs) == 4  # the non-roster patient in the server is never asked for
+
+
+def test_a_full_pass_whose_searches_suddenly_find_nothing_retracts_nothing(
+    fhir_server_factory: FhirServerFactory, tmp_path: Path
+) -> None:
+    """An EHR that answers a type's searches with nothing looks like a mass deletion; it is held back."""
+    server = fhir_server_factory()
+    server.load_ndjson(paths.demo_data_dir() / "demo-north")
+    config = server_config(tmp_path, server.base_url, ("demo-north",))
+    setup, sessions = setup_and_store(config)
+    job.run_once(config, config.sites)
+    first = repository_records(config)
+    export = paths.demo_data_dir() / "demo-north" / "MedicationAdministration.ndjson"
+    administrations = export.read_text(encoding="utf-8").splitlines()
+    assert len(administrations) >= 2 and first["TreatmentCycle.ndjson"]
+    for line in administrations:
+        server.delete("MedicationAdministration", orjson.loads(line)["id"])
+
+    sweep = sync.sync_site(setup, sessions, full=True)
+    held = sweep.held.get("MedicationAdministration", 0)
+    assert set(sweep.held) == {"MedicationAdministration"} and held >= 2 and sweep.vanished == 0
+    delivery.drain(sessions, sinks.make_sink(config.repository))
+    assert repository_records(config)["TreatmentCycle.ndjson"] == first["TreatmentCycle.ndjson"]
+
+    retraction_guard.accept(sessions, "demo-north", "MedicationAdministration", "really gone", actor="test")
+    accepted = sync.sync_site(setup, sessions, full=True)
+    assert accepted.held == {} and accepted.vanished == held and accepted.retractions >= 1
+    delivery.drain(sessions, sinks.make_sink(config.repository))
+    assert repository_records(config).get("TreatmentCycle.ndjson", []) == []
