@@ -45,7 +45,10 @@ ASSERTION_LIFETIME = 240
 # never leaves with a token that dies in flight.
 EXPIRY_MARGIN = 60
 DEFAULT_TOKEN_LIFETIME = 300  # when the server omits expires_in (RFC 6749 §5.1 makes it optional)
-READ_TYPES = ("Patient", "Observation", "MedicationAdministration", "Procedure", "Group")
+# Medication: administrations that name their drug by reference are resolved
+# with Medication searches (adapter.fhir.medications); without the scope a
+# strict EHR answers those with 403 and the pass fails.
+READ_TYPES = ("Patient", "Observation", "MedicationAdministration", "Medication", "Procedure", "Group")
 
 Clock = Callable[[], float]
 
