@@ -43,6 +43,7 @@ from adapter.store.models import utcnow
 log = logging.getLogger(__name__)
 
 OUTBOX = "(outbox)"  # not a valid site id, so it never collides with one
+SERVICE = "(service)"  # held by `trial-adapter run` while it runs, so `status` can tell it is up
 LEASE = dt.timedelta(minutes=5)
 HEARTBEAT = dt.timedelta(seconds=30)
 
@@ -77,6 +78,38 @@ def try_acquire(sessions: sessionmaker[Session], name: str, *, lease: dt.timedel
     if engine.dialect.name == "postgresql":
         return AdvisoryLock.try_acquire(engine, name)
     return LeaseLock.try_acquire(engine, name, lease=lease)
+
+
+def held_by_live_holder(engine: Engine, name: str) -> bool:
+    """Whether a process that is still alive holds the lock ``name`` right now (read-only).
+
+    For ``status``: a pass marked running whose site lock nobody alive holds
+    was killed.  PostgreSQL drops an advisory lock with its connection, so a
+    granted one in ``pg_locks`` has a live holder.  A lease row's holder is
+    alive unless its lease expired or it names a process of this host that
+    is gone; a holder on another host counts as alive until its lease runs out.
+    """
+    if engine.dialect.name == "postgresql":
+        # A bigint advisory key shows as its high half in classid, its low half in objid, objsubid 1
+        # (https://www.postgresql.org/docs/15/view-pg-locks.html).
+        key = AdvisoryLock.key(name) & 0xFFFF_FFFF_FFFF_FFFF
+        with engine.connect() as connection:
+            held = connection.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                    " AND classid::bigint = :high AND objid::bigint = :low AND objsubid = 1"
+                ),
+                {"high": key >> 32, "low": key & 0xFFFF_FFFF},
+            ).scalar()
+        return bool(held)
+    with engine.connect() as connection:
+        row = connection.execute(
+            sa.select(models.SiteLock.holder, models.SiteLock.heartbeat_at).where(
+                models.SiteLock.site == name
+            )
+        ).first()
+    return row is not None and not _abandoned(row.holder, _aware(row.heartbeat_at), utcnow(), LEASE)
 
 
 class _Heartbeat:

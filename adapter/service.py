@@ -35,19 +35,21 @@ from dataclasses import dataclass
 from types import FrameType
 
 import prometheus_client
+import sqlalchemy as sa
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import errors, health, job, metrics, scheduler, status
+from adapter import errors, health, job, locks, metrics, scheduler, status
 from adapter.store import db, models
 from adapter.sync import SiteSetup
 
 log = logging.getLogger(__name__)
 
 RETRY_BUSY = dt.timedelta(minutes=1)  # a sweep that found its site locked tries again this much later
+PRESENCE_RETRY = 30.0  # seconds between tries for the service lock another service holds
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,9 @@ class Service:
         self._scheduler: BackgroundScheduler | None = None
         self._health: health.HealthServer | None = None
         self._collector: metrics.StoreCollector | None = None
+        self._presence: locks.Lock | None = None  # the SERVICE lock: tells `status` we are up
+        self._presence_tried = 0.0
+        self._presence_warned = False
 
     # ------------------------------------------------------------ life cycle
 
@@ -82,6 +87,7 @@ class Service:
         for site in config.sites:
             SiteSetup.load(config, site)  # a broken mapping or roster stops the start, not a 3 a.m. job
         self._sessions = db.open_store(config.store.url)
+        self._hold_presence()
         sqlite = self._sessions.kw["bind"].dialect.name == "sqlite"
         self._scheduler = scheduler.build(
             db.create_engine(config.store.url),
@@ -115,7 +121,36 @@ class Service:
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
+            if self._presence is not None and self._presence.lost:
+                self._drop_presence()  # taken over after a long stall: take it back when free
+            if self._presence is None and time.monotonic() - self._presence_tried > PRESENCE_RETRY:
+                self._hold_presence()
         return self._shut_down()
+
+    def _hold_presence(self) -> None:
+        """Take the SERVICE lock, which ``status`` reads to tell whether a service runs.
+
+        Only one service per database is supported; a second one still runs,
+        and takes the lock over once the first is gone.
+        """
+        self._presence_tried = time.monotonic()
+        try:
+            self._presence = locks.try_acquire(self._require_sessions(), locks.SERVICE)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("could not record the service as running", extra={"error": type(exc).__name__})
+            return
+        if self._presence is None and not self._presence_warned:
+            self._presence_warned = True
+            log.warning("another service is running on this state database; run only one per database")
+
+    def _drop_presence(self) -> None:
+        if self._presence is None:
+            return
+        try:
+            self._presence.release()
+        except sa.exc.SQLAlchemyError as exc:  # a dead holder's lock is seen as free anyway
+            log.warning("could not record the service as stopped", extra={"error": type(exc).__name__})
+        self._presence = None
 
     def request_stop(self) -> None:
         """Ask running passes to stop after their page, and the service to exit (signal-safe)."""
@@ -136,6 +171,7 @@ class Service:
                 lambda: not self._active, timeout=self.config.service.stop_timeout_seconds
             )
         scheduler.bind(None)
+        self._drop_presence()
         if self._collector is not None:
             prometheus_client.REGISTRY.unregister(self._collector)
         if self._health is not None:

@@ -5,6 +5,13 @@ person or a script), ``/readyz`` (a load balancer or monitoring) and the
 scheduler's restart logic.  Everything comes from the database, never from
 the running process, so ``status`` tells the truth from any shell even while
 the service runs, or after it died.
+
+Two things the rows alone cannot say are read from the locks
+(``adapter.locks``): whether a pass still marked ``running`` has a live
+process (its site lock), and whether the service is up (the ``SERVICE``
+lock).  A pass whose process is gone shows as ``interrupted`` (the row
+itself is closed by the next pass of that site), and the next runs from the
+job store are shown only while a service is there to run them.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import scheduler
+from adapter import locks, scheduler
 from adapter.store import models
 from adapter.store.models import utcnow
 
@@ -52,6 +59,9 @@ class Snapshot:
     outbox_pending: int
     outbox_oldest: dt.datetime | None
     next_delivery: dt.datetime | None
+    # False when no live `trial-adapter run` holds the service lock: then no next runs are shown
+    service_running: bool = False
+    schedule_known: bool = False  # a service has planned jobs in this database at some time
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types; times as ISO 8601 in UTC."""
@@ -67,10 +77,13 @@ class Readiness:
 def snapshot(sessions: sessionmaker[Session], config: config_mod.Config) -> Snapshot:
     """Per configured site: last run, watermarks, backlog, open issues, next runs."""
     engine = sessions.kw["bind"]
-    upcoming = scheduler.next_runs(engine)
+    planned = scheduler.next_runs(engine)
+    service_running = locks.held_by_live_holder(engine, locks.SERVICE)
+    # After a kill -9 the job store still holds the next run times: no countdown for a dead service.
+    upcoming = planned if service_running else {}
     with sessions() as session:
         successes = last_successes(session)
-        sites = [_site_status(session, site.id, upcoming, successes) for site in config.sites]
+        sites = [_site_status(session, engine, site.id, upcoming, successes) for site in config.sites]
         pending, oldest = session.execute(
             sa.select(sa.func.count(), sa.func.min(models.OutboxItem.created_at)).where(
                 models.OutboxItem.delivered_at.is_(None)
@@ -82,11 +95,17 @@ def snapshot(sessions: sessionmaker[Session], config: config_mod.Config) -> Snap
         outbox_pending=int(pending),
         outbox_oldest=_aware(oldest),
         next_delivery=upcoming.get(scheduler.DELIVERY_JOB),
+        service_running=service_running,
+        schedule_known=bool(planned),
     )
 
 
 def _site_status(
-    session: Session, site: str, upcoming: dict[str, dt.datetime], successes: dict[str, dt.datetime]
+    session: Session,
+    engine: sa.Engine,
+    site: str,
+    upcoming: dict[str, dt.datetime],
+    successes: dict[str, dt.datetime],
 ) -> SiteStatus:
     last = session.scalars(
         sa.select(models.SyncRun)
@@ -112,7 +131,7 @@ def _site_status(
     ).all()
     status = SiteStatus(
         site=site,
-        last_run=_run_info(last) if last is not None else None,
+        last_run=_run_info(last, _shown_outcome(session, engine, last)) if last is not None else None,
         last_success_at=successes.get(site),
         outbox_pending=int(pending),
         outbox_oldest=_aware(oldest),
@@ -127,13 +146,27 @@ def _site_status(
     return status
 
 
-def _run_info(run: models.SyncRun) -> RunInfo:
+def _shown_outcome(session: Session, engine: sa.Engine, run: models.SyncRun) -> str:
+    """The run's outcome; ``interrupted`` for one marked running whose process is gone.
+
+    A pass holds its site's lock from before its row is written until after
+    it is closed.  So when nobody alive holds the lock, the row is read again:
+    still ``running`` means its process died (kill -9, power cut); anything
+    else means it finished between the two reads.
+    """
+    if run.outcome != "running" or locks.held_by_live_holder(engine, run.site):
+        return run.outcome
+    now = session.scalar(sa.select(models.SyncRun.outcome).where(models.SyncRun.id == run.id))
+    return "interrupted" if now in (None, "running") else now
+
+
+def _run_info(run: models.SyncRun, outcome: str) -> RunInfo:
     seconds = run.counts.get("seconds") if isinstance(run.counts, dict) else None
     return RunInfo(
         run_id=run.id,
         started_at=_aware(run.started_at) or run.started_at,
         finished_at=_aware(run.finished_at),
-        outcome=run.outcome,
+        outcome=outcome,
         seconds=float(seconds) if isinstance(seconds, int | float) else None,
     )
 

@@ -20,7 +20,8 @@ def status(config_path: common.ConfigOption = common.DEFAULT_CONFIG, as_json: Js
     """Per site: last run and outcome, watermarks, records waiting in the outbox, open issues, next run.
 
     Read from the state database, so it works whether or not the service is
-    running; "next" times appear once `trial-adapter run` has started.
+    running; "next" times appear while `trial-adapter run` is running. A pass
+    whose process is gone (kill -9, power cut) shows as interrupted.
     """
     with common.reported_errors():
         config = common.load_config(config_path)
@@ -48,6 +49,11 @@ def _print(snapshot: status_mod.Snapshot) -> None:
             "\n".join(f"{kind} {count}" for kind, count in site.open_issues.items()) or "none",
         )
     common.console.print(sites)
+    if snapshot.schedule_known and not snapshot.service_running:
+        common.console.print(
+            "The service (`trial-adapter run`) is not running: nothing is scheduled until it starts.",
+            highlight=False,
+        )
     if any(_overdue(site.next_sync, now) for site in snapshot.sites):
         common.console.print("Next syncs are overdue: is `trial-adapter run` running?", highlight=False)
 

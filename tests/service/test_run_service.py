@@ -264,6 +264,7 @@ def test_kill_9_mid_sync_then_restart_gives_the_same_repository(
     config_file: WriteConfig,
     reference: tuple[dict[str, Any], int],
     service_runs: list[RunningService],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     path = config_file(data=big_demo_data, sync_minutes=60, delivery_minutes=60)
     first = RunningService(path)
@@ -271,10 +272,22 @@ def test_kill_9_mid_sync_then_restart_gives_the_same_repository(
     config = first.config
     started = first.wait_for(lambda e: e["event"] == "sync started")
     wait_until(lambda: first_page_committed(config, started["site"]), 20, "the first committed page")
+    capsys.readouterr()
+    assert main(["status", "--json", "-c", str(path)]) == 0
+    during = {s["site"]: s for s in orjson.loads(capsys.readouterr().out)["sites"]}
+    assert during[started["site"]]["last_run"]["outcome"] == "running"
     code, _ = first.stop(signal.SIGKILL)
     assert code == -signal.SIGKILL
     runs, _ = store_rows(config)
     assert runs[-1] == (started["site"], "running"), "killed in the middle of a pass"
+    assert main(["status", "--json", "-c", str(path)]) == 0
+    after = orjson.loads(capsys.readouterr().out)
+    killed = next(s for s in after["sites"] if s["site"] == started["site"])
+    assert killed["last_run"]["outcome"] == "interrupted", "status sees that the pass's process is gone"
+    assert after["service_running"] is False
+    assert all(s["next_sync"] is None for s in after["sites"]), "no countdown for a dead service"
+    assert main(["status", "-c", str(path)]) == 0
+    assert "is not running" in capsys.readouterr().out
 
     second = RunningService(path)
     service_runs.append(second)
