@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter import config as config_mod
 from adapter import errors, privacy, retraction_guard, roster
 from adapter.fhir import factory as source_factory
-from adapter.fhir import lean, lenient, ndjson
+from adapter.fhir import lean, lenient, ndjson, stored_form
 from adapter.fhir.source import Source
 from adapter.mapping import catalog as catalog_mod
 from adapter.mapping import engine
@@ -599,7 +599,7 @@ def _ingest_one(
         session.add(row)
     row.version = version
     row.patient_ref = patient_ref
-    row.raw = state.canonical_json(raw).decode()
+    row.raw = state.canonical_json(stored_form.for_storage(raw)).decode()  # what re-mapping reads, no more
     row.catalog_version = ctx.catalog.version
     row.outcome = outcome
     row.last_seen_run = summary.run_id if seen_run is None else seen_run
