@@ -27,7 +27,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from adapter import errors
+from adapter import errors, secret_files
 from adapter.config import PrivacyConfig
 
 MIN_SECRET_BYTES = 16
@@ -67,18 +67,8 @@ def load_secret(privacy: PrivacyConfig) -> bytes:
 
 
 def warn_if_exposed(path: Path) -> bool:
-    """Warn (without the content) when a secret file is readable by others."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning(
-            "secret file is readable by group or others; run `chmod 600` on it",
-            extra={"path": str(path), "mode": oct(mode & 0o777)},
-        )
-        return True
-    return False
+    """Warn (without the content) when a secret file is readable by others (``adapter.secret_files``)."""
+    return secret_files.warn_if_exposed(path, "site secret")
 
 
 def write_secret(path: Path) -> None:

@@ -31,7 +31,7 @@ import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from adapter import errors
+from adapter import errors, secret_files
 from adapter.fhir import http
 from adapter.fhir import settings as fhir_settings
 
@@ -248,6 +248,7 @@ def load_signing_key(path: Path, kid: str | None = None, alg: str | None = None)
             f"{path}: cannot read the SMART key file ({exc.strerror or exc}); "
             "check [sites.source.auth] key_file"
         ) from None
+    secret_files.warn_if_exposed(path, "SMART private key")
     if data.lstrip().startswith(b"{"):
         return _from_jwk_json(path, data, kid, alg)
     try:
@@ -334,6 +335,7 @@ def read_secret(env: str | None, file: Path | None, what: str) -> str:
         lines = file.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise errors.ConfigError(f"{file}: cannot read the {what} ({exc.strerror or exc})") from None
+    secret_files.warn_if_exposed(file, what)
     value = lines[0].strip() if lines else ""
     if not value:
         raise errors.ConfigError(f"{file}: the {what} file is empty")

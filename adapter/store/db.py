@@ -29,7 +29,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter import errors
+from adapter import errors, secret_files
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def create_engine(url: str) -> Engine:
             url = "postgresql+psycopg://" + url.removeprefix(bare)
     try:
         if url.startswith("sqlite:///") and not url.endswith(":memory:"):
-            _make_state_folder(Path(url.removeprefix("sqlite:///")).parent)
+            _make_private_database(Path(url.removeprefix("sqlite:///").split("?", 1)[0]))
         options: dict[str, Any] = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
         engine = sa.create_engine(url, future=True, **options)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, OSError) as exc:
@@ -166,10 +166,29 @@ def _flock(fd: int, lock_path: Path) -> None:
             time.sleep(0.05)
 
 
-def _make_state_folder(folder: Path) -> None:
-    """Create the SQLite database's folder, or say who must create it and how."""
+def _make_private_database(database: Path) -> None:
+    """The SQLite file and its folder, created readable by this user only (0600 / 0700).
+
+    The database holds clinical values of the site's patients; created under
+    the process umask (0644 from a shell) any local user could read it.
+    SQLite gives its -wal and -shm files the database file's mode, so
+    creating the empty file first (an empty file is an empty database)
+    covers them too.  An existing file keeps its mode, with a warning when
+    others can read it.
+    """
+    _make_state_folder(database.parent)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        secret_files.warn_if_exposed(database, "state database")
+    except OSError:
+        pass  # an unwritable folder is diagnosed, with its fix, when the database is opened
+
+
+def _make_state_folder(folder: Path) -> None:
+    """Create the SQLite database's folder (0700), or say who must create it and how."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         user, group = _user()
         raise errors.StoreError(
