@@ -16,6 +16,19 @@ When the service is stopping (SIGTERM), ``should_stop`` ends the pass the
 same way between batches, and a sink that sends one request per item (the
 ``http`` sink) also checks it between requests: what arrived is acknowledged
 with its batch, the rest stays queued, untried, for the next pass.
+
+Every acknowledged item records which repository took it (``repository``,
+a fingerprint from ``adapter.sinks.identity``), so a site that switches
+repositories can re-send what the new one lacks (``adapter.redelivery``).
+Items are owed to the trial repository, not to one repository: an item
+queued while the config named another repository goes to the one configured
+when it is delivered.
+
+A pass ends by saying whether items wait because their last attempt failed
+(``DrainSummary.retrying``), with the error and when the next attempt is
+due, so ``push`` and ``sync --once`` can fail loudly (exit 7) instead of
+reporting "0 delivered" as success.  Error messages are stored and shown
+with credentials blanked (``transport.redacted``).
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.mapping.issues import IssueKind, MappingIssue
+from adapter.sinks import transport
 from adapter.sinks.base import Delivery, Sink
 from adapter.store import models, state
 from adapter.store.models import utcnow
@@ -46,6 +60,12 @@ class DrainSummary:
     by_type: dict[str, int] = field(default_factory=dict)
     stopped: str | None = None  # why the pass ended early (an outage), else None
     interrupted: bool = False  # the pass ended early because ``should_stop`` asked it to
+    # After the pass: items still waiting whose last attempt failed (in this pass or an earlier
+    # one), the first error of this pass (else the last error of the item due first), and when
+    # the first of them is due again.
+    retrying: int = 0
+    error: str | None = None
+    next_retry_at: dt.datetime | None = None
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -61,6 +81,8 @@ def drain(
     max_attempts: int = 5,
     now: Callable[[], dt.datetime] = utcnow,
     should_stop: Callable[[], bool] | None = None,
+    repository: str | None = None,
+    retry_now: bool = False,
 ) -> DrainSummary:
     """Deliver every due outbox item; return what happened.
 
@@ -68,7 +90,36 @@ def drain(
     ``should_stop`` is polled before each batch (the service's stop flag):
     once it says stop, the pass ends with ``interrupted`` set and every item
     not yet sent still pending, so the next pass sends each of them once.
+    ``repository`` is the fingerprint of the repository ``sink`` writes to,
+    recorded on every item it acknowledges.  ``retry_now`` tries items whose
+    backoff has not passed yet (``push --retry-now``, after fixing the cause).
     """
+    summary = _drain(
+        sessions,
+        sink,
+        batch_size=batch_size,
+        max_attempts=max_attempts,
+        now=now,
+        should_stop=should_stop,
+        repository=repository,
+        retry_now=retry_now,
+    )
+    with sessions() as session:
+        _note_retries(session, summary)
+    return summary
+
+
+def _drain(
+    sessions: sessionmaker[Session],
+    sink: Sink,
+    *,
+    batch_size: int | None,
+    max_attempts: int,
+    now: Callable[[], dt.datetime],
+    should_stop: Callable[[], bool] | None,
+    repository: str | None,
+    retry_now: bool,
+) -> DrainSummary:
     size = batch_size if batch_size is not None else sink.batch_size
     stop = should_stop or (lambda: False)
     summary = DrainSummary()
@@ -84,7 +135,7 @@ def drain(
             if not items:
                 return summary
             last_id = items[-1].id
-            due = _due(items, blocked, now(), summary)
+            due = _due(items, blocked, now(), summary, retry_now=retry_now)
             if not due:
                 continue
             results = {result.item_id: result for result in sink.deliver(deliveries(session, due))}
@@ -106,26 +157,45 @@ def drain(
                 if result is None or result.ok:
                     summary.waiting += 1
                     continue
-                _record_failure(session, item, result.error or "unknown error", max_attempts, now())
+                error = transport.redacted(result.error or "unknown error")
+                _record_failure(session, item, error, max_attempts, now())
                 summary.failed += 1
+                if summary.error is None:
+                    summary.error = error
                 if result.outage and summary.stopped is None:
-                    summary.stopped = result.error or "the repository is unavailable"
-            _acknowledge(session, arrived, now())
+                    summary.stopped = error
+            _acknowledge(session, arrived, now(), repository)
             if summary.stopped is not None:
                 summary.waiting += _count_pending_after(session, last_id)
                 return summary
 
 
-def _acknowledge(session: Session, item_ids: Sequence[int], at: dt.datetime) -> None:
+def _acknowledge(session: Session, item_ids: Sequence[int], at: dt.datetime, repository: str | None) -> None:
     """Mark items delivered in one statement per chunk (a per-row ORM flush dominated large batches)."""
     session.flush()
     for chunk in _chunks(item_ids):
         session.execute(
             sa.update(models.OutboxItem)
             .where(models.OutboxItem.id.in_(chunk))
-            .values(delivered_at=at, attempts=models.OutboxItem.attempts + 1)
+            .values(delivered_at=at, attempts=models.OutboxItem.attempts + 1, delivered_to=repository)
             .execution_options(synchronize_session=False)
         )
+
+
+def _note_retries(session: Session, summary: DrainSummary) -> None:
+    """Fill in which items still wait because their last attempt failed, and when they are due."""
+    item = models.OutboxItem
+    failing = sa.and_(item.delivered_at.is_(None), item.last_error.is_not(None))
+    count, first_due = session.execute(
+        sa.select(sa.func.count(), sa.func.min(item.next_attempt_at)).where(failing)
+    ).one()
+    summary.retrying = int(count or 0)
+    summary.next_retry_at = _aware(first_due) if first_due is not None else None
+    if summary.retrying and summary.error is None:
+        last = session.scalar(
+            sa.select(item.last_error).where(failing).order_by(item.next_attempt_at, item.id).limit(1)
+        )
+        summary.error = transport.redacted(last) if last else None
 
 
 def due_deliveries(
@@ -215,13 +285,18 @@ def _count_pending_after(session: Session, last_id: int) -> int:
 
 
 def _due(
-    items: Sequence[models.OutboxItem], blocked: set[tuple[str, str]], at: dt.datetime, summary: DrainSummary
+    items: Sequence[models.OutboxItem],
+    blocked: set[tuple[str, str]],
+    at: dt.datetime,
+    summary: DrainSummary,
+    *,
+    retry_now: bool = False,
 ) -> list[models.OutboxItem]:
-    """Items whose backoff has passed and whose subject has nothing waiting before them."""
+    """Items whose backoff has passed (or ``retry_now``) and whose subject has nothing waiting before them."""
     due = []
     for item in items:
         key = (item.site, item.subject_id)
-        not_yet = item.next_attempt_at is not None and _aware(item.next_attempt_at) > at
+        not_yet = not retry_now and item.next_attempt_at is not None and _aware(item.next_attempt_at) > at
         if key in blocked or not_yet:
             blocked.add(key)
             summary.waiting += 1
@@ -340,7 +415,7 @@ def outbox_report(session: Session, *, failures: int = 20) -> OutboxReport:
                 operation=row.operation,
                 attempts=row.attempts,
                 next_attempt_at=_aware(row.next_attempt_at) if row.next_attempt_at else None,
-                last_error=row.last_error or "",
+                last_error=transport.redacted(row.last_error or ""),
             )
             for row in failing_rows
         ],

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import delivery, errors, fixes, locks
+from adapter import delivery, errors, fixes, locks, redelivery
 from adapter.fhir import factory as source_factory
-from adapter.sinks import factory
+from adapter.sinks import factory, identity
 from adapter.store import db, models
 from adapter.store.models import utcnow
 from adapter.sync import Progress, SiteSetup, StopCheck, SyncSummary, sync_site
@@ -137,20 +137,42 @@ def sync_locked(
 
 
 def deliver_outbox(
-    config: config_mod.Config, sessions: sessionmaker[Session], *, should_stop: StopCheck | None = None
+    config: config_mod.Config,
+    sessions: sessionmaker[Session],
+    *,
+    should_stop: StopCheck | None = None,
+    retry_now: bool = False,
 ) -> delivery.DrainSummary | None:
     """Drain the outbox into the trial repository; None when another process is draining it.
 
     ``should_stop`` (SIGTERM in the service) ends the drain between records;
-    what was not sent stays queued for the next drain.
+    what was not sent stays queued for the next drain.  Every item delivered
+    records the configured repository (``adapter.redelivery``).
+    ``retry_now`` also tries items still in their backoff.
     """
     lock = locks.try_acquire(sessions, locks.OUTBOX)
     if lock is None:
         log.warning("the outbox is being delivered by another process; skipped")
         return None
     with lock:
+        redelivery.note(config, sessions)
         sink = factory.make_sink(config.repository, should_stop=should_stop)
-        return delivery.drain(sessions, sink, should_stop=should_stop)
+        return delivery.drain(
+            sessions,
+            sink,
+            should_stop=should_stop,
+            repository=identity.of(config.repository).fingerprint,
+            retry_now=retry_now,
+        )
+
+
+def repository_change(config: config_mod.Config, sessions: sessionmaker[Session]) -> redelivery.Change | None:
+    """At the start of a run: note the configured repository, and say what it lacks if it changed.
+
+    The CLI prints the change, the service logs it.
+    """
+    redelivery.note(config, sessions)
+    return redelivery.change(config, sessions)
 
 
 def _close_interrupted_runs(sessions: sessionmaker[Session], site_id: str) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter import errors
+from adapter import actors, errors
 from adapter.mapping.issues import IssueKind, MappingIssue
 from adapter.store import models, state
 from adapter.store.models import utcnow
@@ -138,6 +138,7 @@ def accept(
     The approval covers the number of resources held back now, so a larger
     loss found later is held again.
     """
+    actor = actors.check_actor(actor)
     reason = " ".join(reason.split())[:1000]
     if not reason:
         raise NothingHeld("a reason is required: say how you know the site deleted them")
@@ -153,12 +154,12 @@ def accept(
         count = int(issue.value or 0)
         session.add(
             models.RetractionApproval(
-                site=site, resource_type=resource_type, max_count=count, actor=actor[:100], reason=reason
+                site=site, resource_type=resource_type, max_count=count, actor=actor, reason=reason
             )
         )
         state.audit(
             session,
-            actor[:100],
+            actor,
             ACCEPT_ACTION,
             key,
             site=site,

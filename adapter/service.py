@@ -42,7 +42,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import errors, health, job, locks, metrics, scheduler, status
+from adapter import errors, health, job, locks, metrics, redelivery, scheduler, status
 from adapter.store import db, models
 from adapter.sync import SiteSetup
 
@@ -87,6 +87,7 @@ class Service:
         for site in config.sites:
             SiteSetup.load(config, site)  # a broken mapping or roster stops the start, not a 3 a.m. job
         self._sessions = db.open_store(config.store.url)
+        self._check_repository(config)
         self._hold_presence()
         sqlite = self._sessions.kw["bind"].dialect.name == "sqlite"
         self._scheduler = scheduler.build(
@@ -201,12 +202,38 @@ class Service:
         ):
             if old_value != new_value:
                 log.warning("changed setting takes effect only after a restart", extra={"setting": key})
+        repository_changed = new.repository != self.config.repository
         self.config = new.model_copy(update={"store": self.config.store})
+        if repository_changed and self._sessions is not None:
+            self._check_repository(self.config)
         if self._collector is not None:
             self._collector.sites = [site.id for site in new.sites]
         if self._scheduler is not None:
             scheduler.apply(self._scheduler, scheduler.plan(self.config))
         log.info("config reloaded", extra={"sites": [site.id for site in new.sites]})
+
+    def _check_repository(self, config: config_mod.Config) -> None:
+        """A changed [repository] gets only new changes by itself: log what it lacks, and the fix.
+
+        Pending items go to the repository configured now (``adapter.redelivery``).
+        """
+        try:
+            change = job.repository_change(config, self._require_sessions())
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning(
+                "could not compare the trial repository with the state", extra={"error": type(exc).__name__}
+            )
+            return
+        if change is not None:
+            log.warning(
+                "the trial repository changed; current records are missing from it",
+                extra={
+                    "repository": str(change.current),
+                    "missing": change.owed,
+                    "previous": change.previous[0] if change.previous else None,
+                    "fix": redelivery.RESEND,
+                },
+            )
 
     # ------------------------------------------------------------ probes
 

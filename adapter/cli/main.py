@@ -35,6 +35,7 @@ from adapter.cli import (
 )
 from adapter.demo import generator, site
 from adapter.fhir import smart_keys
+from adapter.store import db
 
 HELP = """\
 Pull trial data from a hospital's FHIR server, map it onto the NCT06507514
@@ -48,9 +49,11 @@ First steps:
   trial-adapter issues list -c site.toml  what could not be mapped, and why
 
 Exit codes: 0 ok, 3 bad config, 4 bad mapping file, 5 source unreadable,
-6 state database unusable, 7 delivery failed, 8 retraction held back (the
-source stopped listing all or most of a type; see accept-retraction),
-10 open issues with --fail-on-issues.
+6 state database unusable, 7 delivery failed (sync, push: items wait because
+their last attempt failed; check: the repository cannot be reached, refuses
+the credentials or cannot be written), 8 retraction held back (the source
+stopped listing all or most of a type; see accept-retraction), 10 open
+issues with --fail-on-issues.
 """
 
 app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None, add_completion=False)
@@ -97,6 +100,9 @@ def _run_with_progress(
     config: job.config_mod.Config, sites: Sequence[job.config_mod.SiteConfig], *, full: bool, quiet: bool
 ) -> job.JobResult:
     setups = job.load_setups(config, sites)
+    change = job.repository_change(config, db.open_store(config.store.url))
+    if change is not None:
+        report.print_repository_change(config, change)
     if quiet:
         return job.run_setups(config, setups, full=full)
     total = job.expected_lines(setups)
@@ -162,24 +168,41 @@ def sync(
         bool, typer.Option("--fail-on-issues", help="Exit 10 when open issues remain after the pass.")
     ] = False,
 ) -> None:
-    """Sync every configured site once, then deliver the outbox."""
+    """Sync every configured site once, then deliver the outbox.
+
+    \b
+    Exit codes: 8 when a retraction was held back; else 7 when delivery
+    items wait because their last attempt failed (in this run, or an earlier
+    one whose backoff has not passed), with the error and the next retry
+    time; else 10 with --fail-on-issues and open issues.  After [repository]
+    changed, a warning names `trial-adapter push --resend`.
+    """
     with common.reported_errors():
         config = common.load_config(config_path)
         sites = common.selected_sites(config, site_id)
         result = _run_with_progress(config, sites, full=full, quiet=quiet)
         open_issues = report.print_summary(config, result)
-        if report.print_held_retractions(config, result):
+        held = report.print_held_retractions(config, result)
+        failing = report.print_delivery_trouble(config, result.delivery)
+        if held:
             raise typer.Exit(errors.EXIT_RETRACTION_HELD)
+        if failing:
+            raise typer.Exit(errors.EXIT_DELIVERY)
         if fail_on_issues and open_issues:
             raise typer.Exit(errors.EXIT_ISSUES_OPEN)
 
 
 @app.command()
 def check(config_path: common.ConfigOption = common.DEFAULT_CONFIG) -> None:
-    """Validate the config, mapping files, rosters, secret and source folders.
+    """Validate the config, mapping files, rosters, secret, sources and the trial repository.
 
     Loads everything a sync would load and reports each site as ok or with the
-    error and its fix, without changing any state.
+    error and its fix, without changing any state.  The trial repository is
+    tried without writing to it: a FHIR server's metadata and a count-only
+    search with the credentials, REDCap's version export with the token, a
+    HEAD on an http endpoint, a temporary file in a file repository's folder
+    (exit 7 when it fails).  A warning names `trial-adapter push --resend`
+    when [repository] changed and the new one lacks current records.
     """
     with common.reported_errors():
         config = common.load_config(config_path)

@@ -3,8 +3,11 @@
 ``push`` drains the outbox now (the scheduled job does the same after every
 sync); ``push --dry-run`` prints the requests the sink would make for the
 next items, as JSON, without sending anything or reading any credential.
+``push --resend`` first queues every current record the configured
+repository lacks (after ``[repository]`` changed, ``adapter.redelivery``).
 ``outbox`` shows the backlog: how much is owed, what keeps failing, since
-when.  Both are thin: ``adapter.delivery`` and ``adapter.sinks`` do the work.
+when.  Both are thin: ``adapter.delivery``, ``adapter.redelivery`` and
+``adapter.sinks`` do the work.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import orjson
 import typer
 from rich.table import Table
 
-from adapter import errors, job
-from adapter.cli import common
+from adapter import errors, job, redelivery
+from adapter.cli import common, report
+from adapter.cli.map_cmd import ActorOption, actor_name
 from adapter.delivery import OutboxReport, due_deliveries, outbox_report
 from adapter.sinks import factory
 from adapter.store import db
@@ -36,27 +40,80 @@ def push(
     limit: Annotated[
         int, typer.Option("--limit", min=1, help="With --dry-run: at most this many outbox items.")
     ] = 20,
+    resend: Annotated[
+        bool,
+        typer.Option(
+            "--resend",
+            help="First queue every current record the configured repository does not hold yet (after "
+            "[repository] changed), then deliver. Only upserts, nothing it already has or is about to get: "
+            "running it twice queues nothing the second time. With --dry-run: count them, queue nothing.",
+        ),
+    ] = False,
+    site_id: Annotated[
+        str | None, typer.Option("--site", "-s", help="With --resend: only this site's records.")
+    ] = None,
+    record_type: Annotated[
+        str | None,
+        typer.Option("--type", "-t", help="With --resend: only records of this type, e.g. TreatmentCycle."),
+    ] = None,
+    retry_now: Annotated[
+        bool,
+        typer.Option(
+            "--retry-now",
+            help="Also try items still waiting out their backoff after a failure (after fixing the cause).",
+        ),
+    ] = False,
+    actor: ActorOption = None,
 ) -> None:
     """Deliver the outbox to the trial repository now.
 
     Items go out in order per subject; a failed item waits with backoff and
-    is retried by the next push or sync.  Exit code 7 when an item failed.
+    is retried by the next push, sync or service delivery turn.
+
+    \b
+    Exit code 7 when items still wait because their last attempt failed, in
+    this run or an earlier one (then nothing is tried before the backoff
+    ends; --retry-now tries at once): the error and the time of the next
+    retry are printed, with credentials blanked.
+
+    \b
+    After changing [repository] (say from a file folder to the trial's FHIR
+    server), run `trial-adapter push --resend` once: syncs send only what
+    changed, so the new repository would otherwise get only new changes.
+    Items queued before the change go to the repository configured now.
     """
+    for name, value in (("--site", site_id), ("--type", record_type)):
+        if value is not None and not resend:
+            raise typer.BadParameter(f"{name} only goes with --resend", param_hint=name)
     with common.reported_errors():
         config = common.load_config(config_path)
         sessions = db.open_store(config.store.url)
         sink = factory.make_sink(config.repository)
         if dry_run:
+            plan: dict[str, object] = {"repository": sink.description}
+            if resend:
+                counted = redelivery.resend(
+                    config, sessions, site=site_id, record_type=record_type, dry_run=True
+                )
+                plan["resend"] = {"would_queue": counted.queued, "by_type": counted.by_type}
             items = due_deliveries(sessions, limit=limit)
-            plan = {
-                "repository": sink.description,
+            plan |= {
                 "items": len(items),
                 "credentials": "not shown: added only when sending",
                 "requests": [dataclasses.asdict(request) for request in sink.preview(items)],
             }
             typer.echo(orjson.dumps(plan, option=orjson.OPT_INDENT_2, default=str).decode())
             return
-        drained = job.deliver_outbox(config, sessions)
+        if resend:
+            resent = redelivery.resend(
+                config, sessions, site=site_id, record_type=record_type, actor=actor_name(actor)
+            )
+            report.print_resent(resent)
+        else:
+            change = job.repository_change(config, sessions)
+            if change is not None:
+                report.print_repository_change(config, change)
+        drained = job.deliver_outbox(config, sessions, retry_now=retry_now)
         if drained is None:
             common.console.print("Another process is delivering the outbox right now; nothing done.")
             return
@@ -65,11 +122,11 @@ def push(
             f"Delivered {drained.delivered} change(s) to {config.repository.kind} repository {where}; "
             f"{drained.failed} failed, {drained.waiting} waiting.",
             highlight=False,
+            soft_wrap=True,
         )
         if drained.stopped:
-            common.console.print(f"Stopped early: {drained.stopped}", highlight=False)
-        if drained.failed:
-            common.err_console.print("`trial-adapter outbox` shows each failing item and its error.")
+            common.console.print("Stopped early: the repository is unavailable.", highlight=False)
+        if report.print_delivery_trouble(config, drained):
             raise typer.Exit(errors.EXIT_DELIVERY)
 
 

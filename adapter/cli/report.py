@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import errors, job
-from adapter.cli.common import console
+from adapter import delivery, errors, job, redelivery
+from adapter.cli.common import console, err_console
 from adapter.fhir import capability, ndjson
 from adapter.fhir import settings as fhir_settings
 from adapter.mapping import overrides
 from adapter.sinks import factory
 from adapter.store import db, state
+from adapter.store.models import utcnow
 from adapter.sync import SiteSetup
 
 
@@ -79,6 +83,73 @@ def print_summary(config: config_mod.Config, result: job.JobResult) -> int:
     return sum(issues.values())
 
 
+def _config_hint(config: config_mod.Config) -> str:
+    return f" -c {config.source_file}" if config.source_file else ""
+
+
+def print_delivery_trouble(config: config_mod.Config, drained: delivery.DrainSummary | None) -> bool:
+    """Say why items wait and when they are tried again; True when their last attempt failed (exit 7).
+
+    Items waiting only because an earlier run failed (their backoff has not
+    passed, so this run tried nothing) count too: the last word on them is a
+    failure, and a script must not read "0 delivered" as success.
+    """
+    if drained is None or not drained.retrying:
+        return False
+    hint = _config_hint(config)
+    error = drained.error or "unknown error"
+    if drained.failed:
+        head = f"delivery failed: {error}"
+    else:
+        head = (
+            f"{drained.retrying} item(s) are waiting out their backoff after failing earlier, so this run "
+            f"did not try them. Last error: {error}"
+        )
+    err_console.print(f"[red]error:[/red] {escape(head)}", highlight=False)
+    err_console.print(
+        f"{drained.retrying} item(s) wait because their last attempt failed; next retry "
+        f"{escape(_when(drained.next_retry_at))}, by the next `trial-adapter push`, `sync` or the "
+        f"service's delivery turn. After fixing the cause, `trial-adapter push --retry-now{escape(hint)}` "
+        f"tries at once; `trial-adapter outbox{escape(hint)}` lists each failing item.",
+        highlight=False,
+    )
+    return True
+
+
+def _when(moment: dt.datetime | None) -> str:
+    if moment is None:
+        return "at the next delivery"
+    now = utcnow()
+    if moment <= now:
+        return "due now"
+    seconds = int((moment - now).total_seconds())
+    wait = f"{seconds} s" if seconds < 120 else f"{round(seconds / 60)} min"
+    return f"at {moment.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC (in {wait})"
+
+
+def print_repository_change(config: config_mod.Config, change: redelivery.Change) -> None:
+    """The configured repository lacks current records an earlier one got: say so, and the fix."""
+    err_console.print(
+        f"[yellow]warning:[/yellow] {escape(change.message(_config_hint(config)))}", highlight=False
+    )
+
+
+def print_resent(resent: redelivery.Resent) -> None:
+    if not resent.queued:
+        console.print(
+            f"Resend: nothing to queue; {resent.repository} holds every current record or is about to.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    types = ", ".join(f"{kind} {count}" for kind, count in sorted(resent.by_type.items()))
+    console.print(
+        f"Resend: queued {resent.queued} current record(s) for {resent.repository} ({types}).",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def print_held_retractions(config: config_mod.Config, result: job.JobResult) -> bool:
     """Say which retractions the guard held back, and how to go on; True if any."""
     held = [(summary.site, kind, count) for summary in result.syncs for kind, count in summary.held.items()]
@@ -105,8 +176,10 @@ def print_check(config: config_mod.Config) -> list[int]:
     table.add_column("result")
     failures: list[int] = []
     problems: list[str] = []
+    warnings: list[str] = []
+    sessions: sessionmaker[Session] | None = None
     try:
-        db.open_store(config.store.url)
+        sessions = db.open_store(config.store.url)
         table.add_row("-", "state database", "[green]ok[/green]")
     except errors.AdapterError as exc:
         table.add_row("-", "state database", "[red]failed[/red]")
@@ -135,9 +208,49 @@ def print_check(config: config_mod.Config) -> list[int]:
             table.add_row(site.id, f"source {site.source.kind}", "[red]failed[/red]")
             failures.append(exc.exit_code)
             problems.append(f"{site.id}: {exc}")
+    failures += _print_repository_checks(table, config, sessions, problems, warnings)
     console.print(table)
     for problem in problems:
         console.print(f"[red]✗[/red] {escape(problem)}", highlight=False, soft_wrap=True)
+    for warning in warnings:
+        console.print(f"[yellow]![/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+    return failures
+
+
+def _print_repository_checks(
+    table: Table,
+    config: config_mod.Config,
+    sessions: sessionmaker[Session] | None,
+    problems: list[str],
+    warnings: list[str],
+) -> list[int]:
+    """The trial repository: reachable, credentials taken, writable (the sink's ``probe``, which
+    writes nothing), and whether it lacks records an earlier repository got."""
+    item = f"repository {config.repository.kind}"
+    failures: list[int] = []
+    try:
+        probe = factory.make_sink(config.repository).probe()
+    except errors.AdapterError as exc:  # a token that cannot be read
+        table.add_row("-", item, "[red]failed[/red]")
+        problems.append(f"{item}: {exc}")
+        failures.append(exc.exit_code)
+    else:
+        if not probe.ok:
+            table.add_row("-", item, "[red]failed[/red]")
+            problems.append(f"{item}: {probe.detail}")
+            failures.append(errors.EXIT_DELIVERY)
+        else:
+            verdict = "[yellow]warning[/yellow]" if probe.warning else "[green]ok[/green]"
+            table.add_row("-", item, f"{verdict} ({escape(probe.detail)})")
+    if sessions is not None:
+        change = redelivery.change(config, sessions)
+        if change is None:
+            table.add_row("-", "records at the repository", "[green]ok[/green]")
+        else:
+            table.add_row(
+                "-", "records at the repository", f"[yellow]warning[/yellow] ({change.owed} missing)"
+            )
+            warnings.append(change.message(_config_hint(config)))
     return failures
 
 

@@ -18,6 +18,12 @@ Three rules keep the outbox's promises without each sink re-inventing them:
   closed door with every remaining item.
 - Retries are the outbox's job (exponential backoff, then a
   ``delivery_failed`` issue); a sink makes one attempt per item per call.
+
+``probe`` is what ``trial-adapter check`` asks of a sink: can the
+repository be reached, does it take the credentials, and could the sink
+write there, found out *without writing anything* (a FHIR server's
+``metadata`` and a search, REDCap's version export, a HEAD on an HTTP
+endpoint, a temporary file in a folder).
 """
 
 from __future__ import annotations
@@ -77,6 +83,19 @@ class PlannedRequest:
     item_ids: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class Probe:
+    """What ``check`` found out about the repository: a verdict and what it rests on, in plain words.
+
+    ``ok`` with a ``warning`` works but deserves a look (a server that does
+    not list transactions, say).  Credentials are never in ``detail``.
+    """
+
+    ok: bool
+    detail: str
+    warning: bool = False
+
+
 class Sink(Protocol):
     """Where protocol records go."""
 
@@ -86,6 +105,13 @@ class Sink(Protocol):
     def deliver(self, batch: Sequence[Delivery]) -> list[DeliveryResult]: ...
 
     def preview(self, batch: Sequence[Delivery]) -> list[PlannedRequest]: ...
+
+    def probe(self) -> Probe:
+        """Reach the repository and try the credentials without writing anything to it.
+
+        A credential that cannot be read raises ``ConfigError``, as delivering would.
+        """
+        ...
 
 
 def failed(items: Sequence[Delivery], error: str, *, outage: bool = False) -> list[DeliveryResult]:

@@ -44,6 +44,7 @@ from adapter.sinks.base import (
     Delivery,
     DeliveryResult,
     PlannedRequest,
+    Probe,
     last_change_per_record,
     subject_groups,
 )
@@ -51,6 +52,10 @@ from adapter.sinks.fhir_resources import NotExpressible, Systems
 from adapter.sinks.settings import FhirRepository
 
 FHIR_JSON = "application/fhir+json"
+# The read-only request that tries the credentials: servers commonly serve ``metadata`` to anyone
+# (sekmet-fhir 0.1.1 and HAPI do), so it proves nothing about the token.  A count-only search
+# (https://hl7.org/fhir/R4/search.html#summary) returns no resources.
+AUTH_PROBE = "Patient?_summary=count"
 ANCHOR_TYPES = frozenset({"Patient", "ResearchStudy", "ResearchSubject"})
 
 
@@ -215,6 +220,54 @@ class FhirSink:
                     return results
         return results
 
+    # ------------------------------------------------------------- checking
+
+    def probe(self) -> Probe:
+        """``GET [base]/metadata`` (a FHIR R4 server?), then a count-only search (credentials taken?)."""
+        what = f"GET {self.base}/metadata"
+        outcome = transport.send(
+            self.session, "GET", f"{self.base}/metadata", timeout=self.timeout, headers={"Accept": FHIR_JSON}
+        )
+        if isinstance(outcome, transport.Failure):
+            return Probe(False, outcome.error)
+        if not outcome.ok:
+            return Probe(False, transport.failure_of(outcome, what).error)
+        try:
+            statement = orjson.loads(outcome.content)
+        except orjson.JSONDecodeError:
+            statement = None
+        if not isinstance(statement, dict) or statement.get("resourceType") != "CapabilityStatement":
+            return Probe(
+                False,
+                f"{what}: the answer is not a CapabilityStatement; check [repository] url (the FHIR base, "
+                'e.g. "https://trials.example.org/fhir")',
+            )
+        version = str(statement.get("fhirVersion") or "unknown")
+        notes = []
+        if not version.startswith("4.0"):
+            notes.append(f"the server says FHIR {version}, the sink writes R4 (4.0.1)")
+        if not _lists_transaction(statement):
+            notes.append("its CapabilityStatement does not list the transaction interaction the sink uses")
+
+        what = f"GET {self.base}/{AUTH_PROBE}"
+        outcome = transport.send(
+            self.session,
+            "GET",
+            f"{self.base}/{AUTH_PROBE}",
+            timeout=self.timeout,
+            headers={"Accept": FHIR_JSON},
+        )
+        if isinstance(outcome, transport.Failure):
+            return Probe(False, outcome.error)
+        status = outcome.status_code
+        if status in transport.OUTAGE_STATUSES or status >= 500:
+            return Probe(False, transport.failure_of(outcome, what).error)
+        if not outcome.ok:
+            notes.append(f"a count-only Patient search answered HTTP {status}, not 200")
+        auth = "credentials accepted" if "Authorization" in self.session.headers else "no credentials set"
+        detail = f"FHIR {version} server at {self.base}; {auth}"
+        return Probe(True, "; ".join([detail, *notes]), warning=bool(notes))
+
     def _settled(self, subjects: Sequence[SubjectChanges]) -> list[DeliveryResult]:
         """The Bundle committed: its items arrived, and its subject-level resources need no resending."""
         for subject in subjects:
@@ -260,6 +313,16 @@ def _check_response(response: requests.Response, sent: int, what: str) -> transp
     if len(statuses) != sent or not all(status.startswith("2") for status in statuses):
         return transport.Failure(f"{what}: unexpected entry statuses {statuses[:5]}", outage=False)
     return None
+
+
+def _lists_transaction(statement: dict[str, Any]) -> bool:
+    """Whether a CapabilityStatement's ``rest`` lists the system-level ``transaction`` interaction."""
+    for rest in statement.get("rest") or []:
+        if isinstance(rest, dict):
+            for interaction in rest.get("interaction") or []:
+                if isinstance(interaction, dict) and interaction.get("code") == "transaction":
+                    return True
+    return False
 
 
 def _item_ids(subjects: Sequence[SubjectChanges]) -> tuple[int, ...]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import orjson
 
-from adapter.sinks.base import Delivery, DeliveryResult, PlannedRequest
+from adapter.sinks.base import Delivery, DeliveryResult, PlannedRequest, Probe
 
 MANIFEST = "manifest.json"
 
@@ -87,6 +88,32 @@ class FileSink:
             target = str(self.folder / f"{record_type}.ndjson")
             plans.append(PlannedRequest("WRITE", target, body, tuple(i.item_id for i in items)))
         return plans
+
+    def probe(self) -> Probe:
+        """Create and remove a temporary file in the folder (while it is missing: where it would be made).
+
+        A folder that is missing but can be created is fine: the first
+        delivery creates it.  Nothing is left behind either way.
+        """
+        where = self.folder
+        while not where.exists() and where.parent != where:
+            where = where.parent
+        if not where.is_dir():
+            return Probe(False, f"{where} is not a folder; point [repository] path at a folder")
+        try:
+            with tempfile.NamedTemporaryFile(dir=where, prefix=".trial-adapter-check-"):
+                pass
+        except OSError as exc:
+            return Probe(
+                False,
+                f"cannot write to {where} ({exc.strerror or exc}); give the user running the adapter "
+                "write access to it (under systemd also ReadWritePaths=, docs/site-it.md)",
+            )
+        if where == self.folder:
+            return Probe(True, f"{self.folder}, writable")
+        return Probe(
+            True, f"{self.folder} does not exist yet; the first delivery creates it ({where} is writable)"
+        )
 
     def _apply(self, path: Path, items: list[Delivery]) -> None:
         lines = dict(self._current(path).lines)

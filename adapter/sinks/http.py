@@ -24,10 +24,11 @@ import orjson
 import requests
 
 from adapter.sinks import transport
-from adapter.sinks.base import Delivery, DeliveryResult, PlannedRequest
+from adapter.sinks.base import Delivery, DeliveryResult, PlannedRequest, Probe
 from adapter.sinks.settings import HttpRepository
 
 GONE = frozenset({404, 410})
+NO_HEAD = frozenset({405, 501})  # the endpoint does not answer HEAD: ask with GET (still no write)
 
 
 class HttpSink:
@@ -86,6 +87,26 @@ class HttpSink:
                 break
             held.add(item.subject_id)
         return results
+
+    def probe(self) -> Probe:
+        """HEAD (or GET, if HEAD is not allowed) on the base URL, with the credentials; never a write.
+
+        The endpoint need not answer anything useful there (a 404 is fine):
+        what counts is that it answers, and does not refuse the credentials
+        (401, 403) or fail (5xx).
+        """
+        method = "HEAD"
+        outcome = transport.send(self.session, method, self.base, timeout=self.timeout)
+        if not isinstance(outcome, transport.Failure) and outcome.status_code in NO_HEAD:
+            method = "GET"
+            outcome = transport.send(self.session, method, self.base, timeout=self.timeout)
+        if isinstance(outcome, transport.Failure):
+            return Probe(False, outcome.error)
+        status = outcome.status_code
+        if status in transport.OUTAGE_STATUSES or status >= 500:
+            return Probe(False, transport.failure_of(outcome, f"{method} {self.base}").error)
+        auth = "credentials not refused" if "Authorization" in self.session.headers else "no credentials set"
+        return Probe(True, f"{self.base} answers ({method}: HTTP {status}); {auth}")
 
     def _send(self, request: PlannedRequest) -> transport.Failure | None:
         kwargs = {}

@@ -20,6 +20,7 @@ used: it removes a whole subject, not one record.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +32,7 @@ from adapter.sinks.base import (
     Delivery,
     DeliveryResult,
     PlannedRequest,
+    Probe,
     failed,
     last_change_per_record,
     subject_groups,
@@ -38,6 +40,7 @@ from adapter.sinks.base import (
 from adapter.sinks.settings import RedcapRepository
 
 REDACTED = "(redacted)"
+VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
 
 
 class RedcapSink:
@@ -179,6 +182,37 @@ class RedcapSink:
             if failure.outage:
                 break
         return results
+
+    # ------------------------------------------------------------- checking
+
+    def probe(self) -> Probe:
+        """REDCap's "Export REDCap Version" (``content=version``) with the token: reads and writes nothing.
+
+        REDCap answers the bare version number, e.g. ``14.0.1``, or 403 with
+        ``{"error": ...}`` for a token it does not know.
+        """
+        what = "REDCap version export"
+        form = {"token": self.token, "content": "version", "format": "json", "returnFormat": "json"}
+        outcome = transport.send(
+            self.session,
+            "POST",
+            self.url,
+            timeout=self.timeout,
+            data=form,
+            headers={"Accept": "application/json"},
+        )
+        if isinstance(outcome, transport.Failure):
+            return Probe(False, outcome.error)
+        if not outcome.ok:
+            return Probe(False, transport.failure_of(outcome, what).error)
+        version = outcome.text.strip().strip('"')
+        if not VERSION.match(version):
+            return Probe(
+                False,
+                f"{what}: {self.url} did not answer with a REDCap version; check [repository] url "
+                '(the API endpoint, e.g. "https://redcap.example.org/api/")',
+            )
+        return Probe(True, f"REDCap {version} at {self.url}; the API token is accepted")
 
     def _import(self, by_behaviour: dict[str, list[dict[str, str]]]) -> transport.Failure | None:
         for behaviour, rows in by_behaviour.items():

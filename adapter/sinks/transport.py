@@ -11,7 +11,11 @@ out of a FHIR OperationOutcome, a REDCap ``{"error": ...}`` body, or the
 usual ``{"message": ...}``/``{"detail": ...}`` of REST APIs.
 
 Tokens are read from an environment variable or a file named in the config,
-never from the config itself, and never appear in messages.
+never from the config itself, and never appear in messages: every failure
+message passes ``redacted``, which blanks the secrets this process has read
+(``read_secret``) wherever a server or a library echoes them, and anything
+shaped like a credential (an ``Authorization`` header, a bearer token, a
+URL's password, a ``token=`` query or form field).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 import orjson
 import requests
 
-from adapter import __version__, errors
+from adapter import __version__, errors, secret_files
 from adapter.fhir import settings as fhir_settings
 from adapter.sinks import settings as sink_settings
 
@@ -36,6 +40,55 @@ FIXES = {
     404: "check [repository] url",
     413: "the request is too large for the repository; lower [repository] max_bundle_entries",
 }
+
+
+REDACTED = "(redacted)"
+# Shapes of credentials in text: header lines, auth schemes, URL passwords, query or form fields, JSON.
+_CREDENTIAL_SHAPES = (
+    (
+        re.compile(r"(?i)\b((?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?)(?:[A-Za-z]+\s+)?[^\s'\",;}]+"),
+        r"\1" + REDACTED,
+    ),
+    # a scheme followed by something token-like (8+ characters with a digit or punctuation), so
+    # "Basic authentication failed" keeps its words
+    (
+        re.compile(r"(?i)\b(bearer|basic)\s+(?=[A-Za-z]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,}"),
+        r"\1 " + REDACTED,
+    ),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^@\s/]+@"), r"\1:" + REDACTED + "@"),
+    (
+        re.compile(
+            r"(?i)((?:^|[?&;\s])(?:access_token|id_token|refresh_token|token|api_key|apikey|key|password|"
+            r"passwd|secret|client_secret|sig|signature)=)[^&\s#'\"]+"
+        ),
+        r"\1" + REDACTED,
+    ),
+    (
+        re.compile(
+            r"(?i)(['\"](?:access_token|id_token|refresh_token|token|api_key|password|secret|client_secret)"
+            r"['\"]\s*:\s*['\"])[^'\"]*"
+        ),
+        r"\1" + REDACTED,
+    ),
+)
+_SECRETS: set[str] = set()  # every credential this process read, to blank wherever it is echoed
+MIN_SECRET_LENGTH = 4  # shorter values would blank ordinary words
+
+
+def redacted(text: str) -> str:
+    """``text`` with the secrets this process read and anything shaped like a credential blanked."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    for shape, replacement in _CREDENTIAL_SHAPES:
+        text = shape.sub(replacement, text)
+    return text
+
+
+def remember_secret(value: str) -> str:
+    """Note a credential so ``redacted`` blanks it; return it."""
+    if len(value) >= MIN_SECRET_LENGTH:
+        _SECRETS.add(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -52,7 +105,7 @@ def read_secret(env: str | None, file: Path | None, key: str) -> str:
         value = os.environ.get(env, "").strip()
         if not value:
             raise errors.ConfigError(f"{key}: environment variable {env} is unset or empty; export the token")
-        return value
+        return remember_secret(value)
     if file is not None:
         try:
             lines = file.read_text(encoding="utf-8").splitlines()
@@ -60,9 +113,10 @@ def read_secret(env: str | None, file: Path | None, key: str) -> str:
             raise errors.ConfigError(
                 f"{key}: cannot read {file} ({exc}); put the token on its first line"
             ) from exc
+        secret_files.warn_if_exposed(file, key)
         if not lines or not lines[0].strip():
             raise errors.ConfigError(f"{key}: {file} is empty; put the token on its first line")
-        return lines[0].strip()
+        return remember_secret(lines[0].strip())
     raise errors.ConfigError(f"{key}: set token_env or token_file")
 
 
@@ -93,9 +147,9 @@ def send(
     try:
         return session.request(method, url, timeout=timeout, **kwargs)
     except requests.Timeout:
-        return Failure(f"{method} {url}: no answer within {timeout:g} s", outage=True)
+        return Failure(redacted(f"{method} {url}: no answer within {timeout:g} s"), outage=True)
     except requests.RequestException as exc:
-        return Failure(f"{method} {url}: cannot reach the repository ({_short(exc)})", outage=True)
+        return Failure(redacted(f"{method} {url}: cannot reach the repository ({_short(exc)})"), outage=True)
 
 
 def failure_of(response: requests.Response, what: str) -> Failure:
@@ -107,7 +161,7 @@ def failure_of(response: requests.Response, what: str) -> Failure:
         message += f": {said}"
     if status in FIXES:
         message += f" ({FIXES[status]})"
-    return Failure(message, outage=is_outage(status))
+    return Failure(redacted(message), outage=is_outage(status))
 
 
 def is_outage(status: int) -> bool:

@@ -153,6 +153,10 @@ class OutboxItem(Base):
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[dt.datetime | None] = mapped_column()
+    # The fingerprint of the repository that acknowledged the item
+    # (``DeliveryRepository``); None while pending, and for items delivered
+    # before revision 0006 until the first run claims them (adapter.redelivery).
+    delivered_to: Mapped[str | None] = mapped_column(String(64))
 
 
 class SyncRun(Base):
@@ -205,6 +209,28 @@ class User(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class SessionRow(Base):
+    """One console login, named by the signed session cookie (``adapter.web.sessions``).
+
+    The cookie alone cannot be taken back once issued; this row can.  Every
+    request looks it up, so logging out, a password change or disabling the
+    user (``revoked_at``), and ``[console] idle_minutes`` without a request
+    (``last_seen_at``), end the session in every process at once.  ``id`` is
+    the SHA-256 of the cookie's random nonce, so reading this table does not
+    yield a usable cookie.
+    """
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (Index("ix_console_sessions_user", "user_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+    revoked_why: Mapped[str | None] = mapped_column(String(20))  # logout | password | disabled
+
+
 class SiteLock(Base):
     """Who is syncing a site right now, so two processes never sync it at once."""
 
@@ -252,3 +278,23 @@ class RetractionApproval(Base):
     approved_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     consumed_at: Mapped[dt.datetime | None] = mapped_column()
     consumed_run: Mapped[int | None] = mapped_column(Integer)
+
+
+class DeliveryRepository(Base):
+    """A trial repository this state has delivered to, known by a fingerprint of where it is.
+
+    The fingerprint hashes the repository's kind and its normalized URL or
+    resolved folder (``adapter.sinks.identity``), never a credential: a new
+    token for the same repository is the same repository.  ``location`` is
+    that URL or folder, kept to name the repository in messages.  Which
+    repository got each outbox item (``OutboxItem.delivered_to``) is what
+    lets ``push --resend`` queue for a new repository exactly what it lacks.
+    """
+
+    __tablename__ = "delivery_repositories"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    location: Mapped[str] = mapped_column(Text)
+    first_used_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -104,3 +104,26 @@ def test_the_migrations_build_exactly_the_models(store_url: str) -> None:
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), models.Base.metadata)
     assert differences == []
+
+
+def test_a_switched_repository_gets_every_current_record_once(store_url: str, demo_on: MakeConfig) -> None:
+    """``push --resend``'s bookkeeping (adapter.redelivery) on each backend."""
+    from adapter import redelivery
+
+    config = demo_on(store_url)
+    job.run_once(config, config.sites)
+    moved = config.model_copy(
+        update={
+            "repository": config.repository.model_copy(update={"path": config.repository.path.parent / "new"})
+        }
+    )
+    sessions = db.open_store(store_url)
+    change = job.repository_change(moved, sessions)
+    records = sum(len(v) for v in golden_records().values())
+    assert change is not None and change.owed == records
+    assert redelivery.resend(moved, sessions).queued == records
+    assert redelivery.resend(moved, sessions).queued == 0, "twice queues nothing"
+    drained = job.deliver_outbox(moved, sessions)
+    assert drained is not None and drained.delivered == records and drained.retrying == 0
+    assert repository_records(moved) == golden_records()
+    assert job.repository_change(moved, sessions) is None
