@@ -130,6 +130,14 @@ class _Heartbeat:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        # The lock's heartbeat calls the lock (``beat`` is its bound method): a
+        # cycle only a full collection frees, and a lock taken before a pass and
+        # released after it was frozen with the heap (``sync._Collector``).
+        self._beat = _stopped
+
+
+def _stopped() -> bool:
+    return False
 
 
 class AdvisoryLock:

@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 REMAP_PAGE = 500
 OVERLAP = dt.timedelta(minutes=5)  # clock skew and late commits at the server (DESIGN.md §2)
 MAPPED_TYPES = ("Observation", "MedicationAdministration", "Procedure")
+# The stored version of a resource the source named but did not hand over (over
+# [sites.source] max_resource_bytes): no real version looks like it, so the next
+# version the site sends is mapped, and re-mapping passes it by.
+TOO_LARGE = "too-large"
 # How a source resource is validated before mapping.  "lean" (default): every
 # element the engine reads is validated as fhir.resources R4B would, the rest is
 # ignored, at ~30x the speed (adapter/fhir/lean.py says why); "r4b": the full
@@ -139,13 +143,29 @@ class _Collector:
     bench/map_bench.py's pipeline that was ~10 % of the sync's CPU time.
     ``gc.freeze`` sets what exists when the pass starts aside (the pass's own
     objects are still collected as usual; reference counting frees the rest);
-    when the last concurrent pass ends, ``gc.unfreeze`` hands it back, so
-    nothing stays that would otherwise have been freed.
+    when the last concurrent pass ends, ``gc.unfreeze`` hands it back.
+
+    What is garbage must not be frozen with the rest: handed back into the
+    oldest generation, it waits for a full collection, which CPython never
+    got to in a process running pass after pass (issue 13, item 8: ~130
+    objects and ~100 KiB of RSS more per pass of a 10-patient site, without
+    end; bench/soak_bench.py).  Most of it was the pass's own: SQLAlchemy
+    statements, whose bind parameters hold a page's resource ids in cycles
+    with their comparators.  So when the last pass ends, a full collection
+    runs while the heap is still frozen (it walks only what the pass made:
+    milliseconds), and each pass starts with a collection of the young
+    generations.  Garbage that was alive when a pass started and died after
+    it (a cycle a caller held across the pass) needs a full collection of
+    the whole heap (~40 ms): one at the start of a pass, at most every
+    ``FULL_EVERY`` seconds, bounds it.
     """
+
+    FULL_EVERY = 60.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._passes = 0
+        self._full_at = -self.FULL_EVERY
 
     def sparing(self, func: Callable[_P, _R]) -> Callable[_P, _R]:
         """``func`` (a whole pass) run with the collector sparing what existed before it."""
@@ -154,6 +174,11 @@ class _Collector:
         def during_pass(*args: _P.args, **kwargs: _P.kwargs) -> _R:
             with self._lock:
                 self._passes += 1
+                if time.monotonic() - self._full_at >= self.FULL_EVERY:
+                    gc.collect()
+                    self._full_at = time.monotonic()
+                else:
+                    gc.collect(1)
                 gc.freeze()
             try:
                 return func(*args, **kwargs)
@@ -161,6 +186,7 @@ class _Collector:
                 with self._lock:
                     self._passes -= 1
                     if not self._passes:
+                        gc.collect()  # only the pass's own objects: the rest is still frozen
                         gc.unfreeze()
 
         return during_pass
@@ -408,8 +434,8 @@ def _remap_stored(
             new_rows = state.PageRows()
             for resource_type, resource_id in keys[start : start + REMAP_PAGE]:
                 row = session.get(models.SourceResource, (ctx.site, resource_type, resource_id))
-                if row is None:
-                    continue
+                if row is None or row.version == TOO_LARGE:
+                    continue  # gone, or only its reference is stored: nothing to map again
                 raw = orjson.loads(row.raw)
                 model = model_for(resource_type)
                 _ingest_one(
@@ -467,6 +493,11 @@ def _ingest(
             dirty: set[str] = set()
             for line in page.lines:
                 summary.resources_read += 1
+                if isinstance(line, ndjson.BadLine) and line.ref is not None:
+                    resource_id = line.ref.partition("/")[2]
+                    row = rows.get(resource_id)
+                    rows[resource_id] = _too_large(session, ctx, line, summary, row, dirty, new_rows)
+                    continue
                 if isinstance(line, ndjson.BadLine):
                     _bad_line(session, ctx.site, line, summary)
                     continue
@@ -506,7 +537,10 @@ def _stored_rows(
     version, and a changed one gets new text, so reading the old would only
     cost time on every incremental pass.
     """
-    ids = sorted({line.resource["id"] for line in lines if isinstance(line, ndjson.SourceLine)})
+    ids = sorted(
+        {line.resource["id"] for line in lines if isinstance(line, ndjson.SourceLine)}
+        | {line.ref.partition("/")[2] for line in lines if isinstance(line, ndjson.BadLine) and line.ref}
+    )
     if not ids:
         return {}
     query = (
@@ -651,14 +685,57 @@ def _invalid(site: str, ref: str, exc: Exception, subject_id: str | None) -> Map
 
 def _bad_line(session: Session, site: str, line: ndjson.BadLine, summary: SyncSummary) -> None:
     summary.invalid += 1
-    scope = f"file:{line.location}"
+    scope = line.ref or f"file:{line.location}"
     issue = MappingIssue(
         site=site,
         kind=IssueKind.INVALID_RESOURCE,
         scope=scope,
         detail=f"{line.location}: {line.problem}",
+        source_refs=(line.ref,) if line.ref else (),
     )
     state.replace_issues(session, site, scope, [issue])
+
+
+def _too_large(
+    session: Session,
+    ctx: engine.SiteContext,
+    line: ndjson.BadLine,
+    summary: SyncSummary,
+    row: models.SourceResource | state.PendingSource | None,
+    dirty: set[str],
+    page: state.PageRows,
+) -> models.SourceResource | state.PendingSource:
+    """A resource the source named but did not hand over: larger than ``max_resource_bytes``.
+
+    It is an ``invalid_resource`` issue on the resource itself, and what an
+    earlier version of it fed is taken back, as for any invalid version.  Of
+    the resource only its reference is stored (``TOO_LARGE``), never its body.
+    """
+    ref = line.ref or line.location
+    resource_type, _sep, resource_id = ref.partition("/")
+    summary.invalid += 1
+    summary.outcomes["issue"] += 1
+    known = row is not None
+    if row is None:
+        row = page.new_source(ctx.site, resource_type, resource_id)
+    row.version = TOO_LARGE
+    row.patient_ref = line.patient_ref
+    row.raw = state.canonical_json({"resourceType": resource_type, "id": resource_id}).decode()
+    row.catalog_version = ctx.catalog.version
+    row.outcome = "issue"
+    row.last_seen_run = summary.run_id
+    row.updated_at = utcnow()
+    issue = MappingIssue(
+        site=ctx.site,
+        kind=IssueKind.INVALID_RESOURCE,
+        scope=ref,
+        subject_id=ctx.subjects.get(line.patient_ref or ""),
+        detail=f"{ref}: {line.problem}",
+        source_refs=(ref,),
+    )
+    dirty |= state.replace_facts(session, ctx.site, ref, [], known=known, mark=False, page=page)
+    state.replace_issues(session, ctx.site, ref, [issue], known=known)
+    return row
 
 
 def _retire_vanished(setup: SiteSetup, sessions: sessionmaker[Session], summary: SyncSummary) -> None:

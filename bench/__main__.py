@@ -1,6 +1,6 @@
 """Run every benchmark and write bench/results.md with the machine and date.
 
-    python -m bench                  # the sizes the issues ask for (~45 min on 2 cores)
+    python -m bench                  # the sizes the issues ask for (~55 min on 2 cores)
     python -m bench --size medium    # about a tenth of that (~6 min)
     python -m bench --size quick     # only checks that the benches still run (~2 min)
     python -m bench --only sync_bench --only memory_bench
@@ -13,7 +13,7 @@ Lines a benchmark prints as ``summary: ...`` (each figure as a ratio against
 its ceiling or goal, and whether the goal is met) are also gathered at the
 top of results.md, so the verdicts can be read without the details.
 
-Where the ~45 minutes of the full sizes go (estimated from medium and quick
+Where the ~55 minutes of the full sizes go (estimated from medium and quick
 runs on 2 shared cores; the machine matters more than the estimate):
 
 - map_bench, 1,000,000 resources: ~12 min (ten times its medium run);
@@ -25,7 +25,9 @@ runs on 2 shared cores; the machine matters more than the estimate):
   ~4 min;
 - memory_bench, full syncs of 100, 1,000 and 10,000 patients from NDJSON:
   ~16 min, nearly all of it the 10,000-patient sync (~1.5 million
-  resources at ~2,000/s, plus ~2 min to generate them).
+  resources at ~2,000/s, plus ~2 min to generate them);
+- soak_bench, 1,000 passes of a 10-patient site in one process (~2.5 min)
+  and the service at 3-second intervals for 5 minutes: ~8 min.
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ BENCHES = {
     "delivery_bench": {
         "full": [],
         "medium": ["--records", "100000", "--fhir-records", "1000", "--repeats", "1"],
+        "quick": ["--quick"],
+    },
+    "soak_bench": {
+        "full": [],
+        "medium": ["--passes", "300", "--service-minutes", "2"],
         "quick": ["--quick"],
     },
 }
