@@ -9,6 +9,7 @@ works the same whichever directory the scheduler starts the adapter from.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 import zoneinfo
 from pathlib import Path
@@ -73,6 +74,7 @@ class NdjsonSource(BaseModel):
 
     kind: Literal["ndjson"] = Field(description='"ndjson": a folder of <ResourceType>.ndjson files')
     path: Path = Field(description="folder holding Patient.ndjson, Observation.ndjson, ... for this site")
+    max_resource_bytes: fhir_settings.MaxResourceBytes = fhir_settings.MAX_RESOURCE_BYTES
 
 
 SourceConfig = Annotated[
@@ -226,8 +228,35 @@ class ConsoleConfig(BaseModel):
         ge=1,
         le=100,
         description="failed logins allowed per user name and per client address within 15 minutes "
-        "before further attempts are refused for a while",
+        "before further attempts are refused for a while (a successful login clears the user "
+        "name's count, never the address's)",
     )
+    idle_minutes: int = Field(
+        30,
+        ge=1,
+        le=24 * 60,
+        description="minutes without a request after which a console session ends and the user logs "
+        "in again (1 to 1440)",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description='IP addresses or networks of reverse proxies, e.g. ["127.0.0.1"] or '
+        '["10.1.0.0/24"], whose X-Forwarded-For and X-Forwarded-Proto headers are believed; empty '
+        "(the default) believes no one, so the login limit counts the real TCP peer",
+    )
+
+    @pydantic.field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=True)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (write the proxy's address, e.g. "
+                    '"127.0.0.1" or "10.1.0.0/24"; "*" is not allowed)'
+                ) from exc
+        return [entry.strip() for entry in value]
 
 
 class Config(BaseModel):

@@ -3,8 +3,12 @@
 Binds to 127.0.0.1 unless told otherwise (``[console] bind`` or
 ``--bind``): the console shows clinical data of the site, so reaching it
 from another machine should be a decision, made with a TLS reverse proxy in
-front.  uvicorn trusts ``X-Forwarded-Proto`` only from 127.0.0.1, so behind
-a local proxy the session cookie becomes Secure by itself.
+front.  Proxy headers (``X-Forwarded-For``, ``X-Forwarded-Proto``) are
+believed only from the addresses in ``[console] trusted_proxies`` (empty by
+default): the app applies that rule itself (``app.create_app``), so uvicorn's
+own proxy handling, which trusts every local process by default, is off.
+Otherwise any program on the machine could claim another client address to
+the login limit.
 """
 
 from __future__ import annotations
@@ -49,4 +53,12 @@ def console(
         host = bind or config.console.bind
         listen = port or config.console.port
         common.err_console.print(f"console on http://{host}:{listen}/ (Ctrl-C stops it)", highlight=False)
-        uvicorn.run(app, host=host, port=listen, proxy_headers=True, log_level="warning", access_log=False)
+        uvicorn.run(
+            app,
+            host=host,
+            port=listen,
+            proxy_headers=False,  # the app believes [console] trusted_proxies, and no one else
+            forwarded_allow_ips=[],
+            log_level="warning",
+            access_log=False,
+        )

@@ -4,12 +4,14 @@ Sites often run the adapter on a machine without a directory service, so
 users are local rows in the state database (``models.User``), created by
 ``trial-adapter users add``.  Passwords are stored only as argon2id hashes
 (RFC 9106, the OWASP first choice); a hash made with older parameters is
-re-hashed on the next successful login.  Every change is audited.
+re-hashed on the next successful login.  Every change is audited.  A new
+password and ``disable`` revoke the user's console sessions in the same
+transaction (``sessions.end_all``), so they end in a running console at once;
+a role change does not need to, the role is read on every request.
 """
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 
 import sqlalchemy as sa
@@ -17,11 +19,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
-from adapter import errors
+from adapter import actors, errors
 from adapter.store import models, state
+from adapter.web import sessions
 
 MIN_PASSWORD_LENGTH = 10
-USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$"
 
 _hasher = PasswordHasher()
 # Verifying against this when the user does not exist costs the same time as
@@ -65,10 +67,8 @@ def check_password_strength(password: str) -> None:
 
 def add_user(session: Session, username: str, password: str, role: Role, *, actor: str) -> models.User:
     """Create a user; the caller commits."""
-    if not re.match(USERNAME_PATTERN, username):
-        raise AccountError(
-            f"user name {username!r}: use letters, digits and . _ @ - (at most 100 characters)"
-        )
+    if not actors.is_user_name(username):  # the one rule for names (adapter.actors), full match
+        raise AccountError(f"user name {username!r}: use {actors.RULE}")
     if find_user(session, username) is not None:
         raise AccountError(f"user {username!r} exists; use `trial-adapter users passwd` to change it")
     check_password_strength(password)
@@ -82,7 +82,8 @@ def set_password(session: Session, username: str, password: str, *, actor: str) 
     user = _existing(session, username)
     check_password_strength(password)
     user.password_hash = _hasher.hash(password)
-    state.audit(session, actor, "user.password", f"user:{username}")
+    ended = sessions.end_all(session, user.id, "password")
+    state.audit(session, actor, "user.password", f"user:{username}", sessions_ended=ended)
 
 
 def set_role(session: Session, username: str, role: Role, *, actor: str) -> None:
@@ -96,7 +97,10 @@ def set_disabled(session: Session, username: str, disabled: bool, *, actor: str)
     user = _existing(session, username)
     before, user.disabled = user.disabled, disabled
     action = "user.disable" if disabled else "user.enable"
-    state.audit(session, actor, action, f"user:{username}", before=before, after=disabled)
+    detail: dict[str, object] = {"before": before, "after": disabled}
+    if disabled:  # enabling again does not bring old sessions back
+        detail["sessions_ended"] = sessions.end_all(session, user.id, "disabled")
+    state.audit(session, actor, action, f"user:{username}", **detail)
 
 
 def find_user(session: Session, username: str) -> models.User | None:

@@ -14,8 +14,10 @@ import shutil
 import sqlite3
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.routing import APIRoute
 
 from adapter import config as config_mod
 from adapter import job, paths
@@ -129,3 +131,14 @@ def issue_link(client: TestClient, key_fragment: str, query: str = "") -> str:
             if match:
                 return match.group(1)
     raise AssertionError(f"no worklist row with {key_fragment!r}")
+
+
+def api_routes(app: Any) -> list[APIRoute]:
+    """Every route the app serves, through included routers too (FastAPI nests them since 0.16x)."""
+    found: list[APIRoute] = []
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        elif hasattr(route, "original_router"):  # an included router: its own routes, same paths
+            found.extend(api_routes(route.original_router))
+    return found

@@ -153,10 +153,11 @@ def test_weak_passwords_and_duplicate_users_are_refused(console_config: config_m
 def test_the_throttle_forgives_once_failures_leave_the_window() -> None:
     now = [0.0]
     throttle = LoginThrottle(max_failures=2, window_seconds=60, clock=lambda: now[0])
-    throttle.failed("user:dana")
+    assert not throttle.attempt("user:dana").refused
     assert throttle.retry_after("user:dana") == 0
-    throttle.failed("user:dana")
+    assert not throttle.attempt("user:dana").refused
     assert 0 < throttle.retry_after("user:dana", "addr:1.2.3.4") <= 61
+    assert throttle.attempt("user:dana").refused
     now[0] = 61.0
     assert throttle.retry_after("user:dana") == 0
 
