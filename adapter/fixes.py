@@ -34,8 +34,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter import actors, errors, locks
 from adapter import config as config_mod
-from adapter import errors, locks
 from adapter.mapping import catalog as catalog_mod
 from adapter.mapping import overrides, units
 from adapter.store import models
@@ -157,6 +157,7 @@ def ignore_code(
 
 def ignore_issue(sessions: sessionmaker[Session], key: str, reason: str, *, actor: str) -> FixResult:
     """Mark one open issue as needing no fix; the reason is required and audited."""
+    _check_actor(actor)
     reason = _reason(reason)
     with sessions.begin() as session:
         row = session.get(models.IssueRow, key)
@@ -185,6 +186,7 @@ def undo(
     config: config_mod.Config, sessions: sessionmaker[Session], audit_id: int, *, actor: str
 ) -> FixResult:
     """Reverse one audited fix, if nothing has changed the same thing since."""
+    _check_actor(actor)
     with sessions() as session:
         entry = session.get(models.AuditEntry, audit_id)
         if entry is None:
@@ -292,6 +294,7 @@ def _apply_override(
     issue_key: str | None = None,
     undoes: int | None = None,
 ) -> FixResult:
+    _check_actor(actor)  # it goes into the file's comment: no line of its own, whoever called
     site = config.site(site_id)
     action, key, value = edit.action, edit.key, edit.value
     table = edit.table or MAPPING_ACTIONS[action]
@@ -490,6 +493,16 @@ def _code_text(code: str) -> str:
 def _parse_code(catalog: catalog_mod.Catalog, code: str) -> tuple[str, str]:
     system, _sep, value = code.partition("|")
     return catalog.canonical_system(system), value
+
+
+def _check_actor(actor: str) -> None:
+    """Refuse an actor outside the one rule for names (``adapter.actors``) before anything is written.
+
+    The CLI and the console check names already; this is the last line, so
+    no caller can write a line break into the site's file or the audit log.
+    """
+    if not actors.is_actor(actor):
+        raise FixRefused(f"actor {actor!r} is not a valid name ({actors.RULE}); nothing was changed")
 
 
 def _reason(reason: str) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 import typer
+from sqlalchemy.orm import sessionmaker
 
+from adapter import redelivery
 from adapter.cli import common
 from adapter.store import db
 
@@ -21,6 +23,8 @@ def upgrade(config_path: common.ConfigOption = common.DEFAULT_CONFIG) -> None:
 
     Every command also migrates on start; run this after an upgrade to do it
     at a moment of your choosing (after the backup) and see that it worked.
+    Deliveries made before the state recorded repositories are attributed
+    to the [repository] configured now (see `trial-adapter push --resend`).
     """
     with common.reported_errors():
         config = common.load_config(config_path)
@@ -28,6 +32,7 @@ def upgrade(config_path: common.ConfigOption = common.DEFAULT_CONFIG) -> None:
         before, head = db.revisions(engine)
         db.upgrade(engine)
         after, _ = db.revisions(engine)
+        redelivery.note(config, sessionmaker(engine, expire_on_commit=False))
         engine.dispose()
         if before == after:
             common.console.print(

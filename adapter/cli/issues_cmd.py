@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from adapter import errors, fixes
+from adapter import actors, errors, fixes
 from adapter.cli import common
 from adapter.mapping.issues import GUIDANCE, IssueKind
 from adapter.store import db, models
@@ -102,5 +102,7 @@ def ignore_issue(
     """Mark an issue as needing no fix; the reason is required and audited."""
     with common.reported_errors():
         config = common.load_config(config_path)
-        result = fixes.ignore_issue(db.open_store(config.store.url), key, reason, actor=actor)
+        result = fixes.ignore_issue(
+            db.open_store(config.store.url), key, reason, actor=actors.check_actor(actor)
+        )
         common.console.print(result.summary, highlight=False)

@@ -8,7 +8,6 @@ resolves, audit it, and report how many protocol records changed.
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -16,8 +15,8 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter import actors, errors, fixes, job
 from adapter import config as config_mod
-from adapter import fixes, job
 from adapter.cli import common
 from adapter.store import db
 
@@ -29,13 +28,18 @@ ActorOption = Annotated[str | None, typer.Option("--as", help="Who is doing this
 
 
 def actor_name(given: str | None) -> str:
-    """Who is acting, for the audit log: ``--as``, else the operating-system user."""
-    if given:
-        return given
+    """Who is acting, for the audit log: ``--as``, else the operating-system user.
+
+    ``--as`` must follow the one rule for names (``adapter.actors``): it ends
+    up in the comment a fix writes into the site's override file, so a line
+    break in it would write lines of its own there.  Exit 2 otherwise.
+    """
+    if given is None:
+        return actors.operating_system_actor()
     try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
+        return actors.check_actor(given)
+    except actors.BadName as exc:
+        errors.fatal(f"--as: {exc}", errors.EXIT_USAGE)
 
 
 Fix = Callable[[config_mod.Config, sessionmaker[Session]], fixes.FixResult]

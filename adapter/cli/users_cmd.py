@@ -7,14 +7,13 @@ and the process list): they come from a hidden prompt, or from a file with
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from adapter import errors
+from adapter import actors, errors
 from adapter.cli import common
 from adapter.cli.console_cmd import DemoOption, config_or_demo
 from adapter.store import db
@@ -36,10 +35,7 @@ PasswordFile = Annotated[
 
 
 def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
+    return actors.operating_system_actor()
 
 
 def _password(path: Path | None) -> str:

@@ -36,7 +36,7 @@ import orjson
 
 from adapter import errors
 from adapter.fhir import bundles, http
-from adapter.fhir.ndjson import BadLine, SourceLine, read_resources
+from adapter.fhir.ndjson import MAX_RESOURCE_BYTES, BadLine, SourceLine, read_resources
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ REFERENCED_TYPES = ("Medication",)
 STATE_FILE = "export-state.json"
 DOWNLOAD_DIR = "download"
 CHUNK_BYTES = 1 << 16
+ERROR_FILE_BYTES = 1 << 20  # of an export's error file, only the start is read
 
 
 @dataclass
@@ -260,11 +261,17 @@ class BulkExport:
             if not isinstance(url, str):
                 continue
             try:
-                response = self.client.request("GET", url, headers={"Accept": "application/fhir+ndjson"})
+                response = self.client.request(
+                    "GET", url, headers={"Accept": "application/fhir+ndjson"}, stream=True
+                )
             except errors.NetworkError as exc:
                 messages.append(f"(could not read an error file: {exc})")
                 continue
-            for line in response.content.splitlines()[:20]:
+            try:
+                head = http.read_prefix(response, ERROR_FILE_BYTES)  # the first messages say enough
+            finally:
+                response.close()
+            for line in head.splitlines()[:20]:
                 try:
                     text = http.outcome_text(orjson.loads(line))
                 except orjson.JSONDecodeError:
@@ -313,9 +320,12 @@ def subject_ref(resource: dict[str, Any]) -> str | None:
 
 
 def lines_for_patients(
-    folder: Path, resource_type: str, patient_refs: set[str]
+    folder: Path, resource_type: str, patient_refs: set[str], max_bytes: int = MAX_RESOURCE_BYTES
 ) -> Iterator[SourceLine | BadLine]:
-    """The folder's resources of one type that belong to these patients (others never enter the store)."""
-    for line in read_resources(folder, resource_type):
+    """The folder's resources of one type that belong to these patients (others never enter the store).
+
+    Lines longer than ``max_bytes`` are never read whole (``ndjson.read_resources``).
+    """
+    for line in read_resources(folder, resource_type, max_bytes):
         if isinstance(line, BadLine) or subject_ref(line.resource) in patient_refs:
             yield line

@@ -87,7 +87,7 @@ class BulkExportSource:
         self._export = self._current_or_new()
         if self._export.since is not None:
             self._complete_pass = False
-        yield from read_resources(self._export.folder, "Patient")
+        yield from read_resources(self._export.folder, "Patient", self.settings.max_resource_bytes)
         self._mark_read("Patient")
 
     def pages(
@@ -110,7 +110,8 @@ class BulkExportSource:
         export_id = _export_id(export)
         skip = _resume_position(resume, export_id, resource_type)
         wanted = set(patient_refs)
-        lines = bulk.lines_for_patients(export.folder, resource_type, wanted)
+        cap = self.settings.max_resource_bytes
+        lines = bulk.lines_for_patients(export.folder, resource_type, wanted, cap)
         resolver = self._medications(export) if resource_type == "MedicationAdministration" else None
         number, page, yielded = 0, [], False
         for line in lines:
@@ -129,7 +130,7 @@ class BulkExportSource:
         """Medications the export holds (servers may add referenced ones), the rest asked by id."""
         lookup = medications.server_lookup(self.client, strict=True)
         resolver = medications.MedicationResolver(lookup)
-        for line in read_resources(export.folder, "Medication"):
+        for line in read_resources(export.folder, "Medication", self.settings.max_resource_bytes):
             if isinstance(line, SourceLine):
                 resolver.add(line.resource)
         return resolver

@@ -15,7 +15,11 @@ A page that is not what a search returns (not JSON, not a Bundle, a Bundle of
 the wrong type, entries in the wrong shape, a next link to another server or
 to nowhere) raises ``SourceError`` before anything from it is yielded, so the
 sync commits nothing from it and resumes at that page next time.  Single bad
-entries inside a good page become ``BadLine`` issues, like bad NDJSON lines.
+entries inside a good page become ``BadLine`` issues, like bad NDJSON lines,
+and so does a resource larger than ``max_resource_bytes`` (its JSON, compact):
+it is not handed on, and its ``BadLine`` names it, so the sync raises
+``invalid_resource`` on the resource itself.  A whole answer over
+``max_response_bytes`` is refused by ``http.FhirClient`` before it is parsed.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from adapter import errors
-from adapter.fhir import http
+from adapter.fhir import http, ndjson
 from adapter.fhir.ndjson import BadLine, SourceLine
 
 log = logging.getLogger(__name__)
@@ -138,12 +144,14 @@ def read_page(
         )
     if not entries and first and total:
         raise errors.SourceError(f"{where}: the Bundle says total {total} but carries no entries")
-    lines = list(_lines(entries, resource_type, client.site, sensitive))
+    # Only an answer larger than the limit can hold a resource larger than it: measure only then.
+    limit = client.max_resource_bytes if len(response.content) > client.max_resource_bytes else None
+    lines = list(_lines(entries, resource_type, client.site, sensitive, limit))
     return SearchPage(response.url, lines, next_url, _server_time(body, response.headers), total)
 
 
 def _lines(
-    entries: list[Any], resource_type: str, site: str, sensitive: tuple[str, ...]
+    entries: list[Any], resource_type: str, site: str, sensitive: tuple[str, ...], limit: int | None = None
 ) -> Iterator[SourceLine | BadLine]:
     for number, entry in enumerate(entries, start=1):
         location = f"{resource_type} search entry {number}"
@@ -167,8 +175,21 @@ def _lines(
             yield BadLine(resource_type, location, f"resourceType is {got!r}, not {resource_type}")
         elif not isinstance(resource.get("id"), str) or not resource["id"]:
             yield BadLine(resource_type, location, "resource has no id")
+        elif limit is not None and (size := len(orjson.dumps(resource))) > limit:
+            ref = f"{resource_type}/{resource['id']}"
+            problem = ndjson.too_large_problem(size, limit)
+            yield BadLine(resource_type, ref, problem, ref=ref, patient_ref=_patient(resource))
         else:
             yield SourceLine(resource_type, resource, f"{resource_type}/{resource['id']}")
+
+
+def _patient(resource: dict[str, Any]) -> str | None:
+    """``Patient/<id>`` of a resource's subject, so an issue about it reaches the right trial subject."""
+    subject = resource.get("subject") or resource.get("patient")
+    reference = subject.get("reference") if isinstance(subject, dict) else None
+    if not isinstance(reference, str):
+        return None
+    return "/".join(reference.split("/_history/")[0].rstrip("/").split("/")[-2:])[:200]
 
 
 def _next_link(client: http.FhirClient, page_url: str, body: dict[str, Any]) -> str | None:

@@ -28,4 +28,6 @@ def client_for(site: str, server: fhir_settings.FhirServerSettings) -> http.Fhir
             retry_after_cap=retry.retry_after_cap_seconds,
             max_wait=retry.max_wait_seconds,
         ),
+        max_body_bytes=server.max_response_bytes,
+        max_resource_bytes=server.max_resource_bytes,
     )

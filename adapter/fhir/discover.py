@@ -118,7 +118,7 @@ def discovery_source(
         )
     if isinstance(config, fhir_settings.BulkSource):
         return bulk_source.BulkExportSource(site.id, config.model_copy(update={"work_dir": work}))
-    return NdjsonFolderSource(config.path)
+    return NdjsonFolderSource(config.path, max_resource_bytes=config.max_resource_bytes)
 
 
 def discover_site(site: SiteConfig, catalog: catalog_mod.Catalog, roster: roster_mod.Roster) -> Discovery:

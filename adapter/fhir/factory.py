@@ -29,4 +29,4 @@ def make_source(site: SiteConfig, *, catalog: catalog_mod.Catalog, roster: roste
         return rest.RestSearchSource(site.id, config, roster=roster, catalog=catalog)
     if isinstance(config, fhir_settings.BulkSource):
         return bulk_source.BulkExportSource(site.id, config)
-    return NdjsonFolderSource(config.path)
+    return NdjsonFolderSource(config.path, max_resource_bytes=config.max_resource_bytes)

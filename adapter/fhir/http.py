@@ -13,6 +13,11 @@ five hours (smart-fetch ``bulk_utils.py`` saw Cerner do that) cannot stall a
 scheduled pass.  And every message names the site and the URL with the
 values of identifying query parameters removed: patient ids and identifier
 values are PHI-adjacent and must not reach logs or terminals.
+
+Nothing a server sends is read without a bound: an answer is read in chunks
+up to ``max_body_bytes`` (``[sites.source] max_response_bytes``) and refused
+beyond it with a ``SourceError`` that names the URL and the limit, never the
+content; an error body is read only as far as its first 64 KiB.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ import requests
 import requests.adapters
 
 from adapter import __version__, errors
+from adapter.fhir import ndjson
+from adapter.fhir import settings as fhir_settings
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,12 @@ RESPONSES = prometheus_client.Counter(
 # 500 is included because servers (Oracle Health among them, per cumulus-fhir-support)
 # use it for blips as well as for real faults, and the retries are few and spaced.
 TEMPORARY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+# The default of [sites.source] max_response_bytes: room for a page of a hundred large
+# resources, or for one over max_resource_bytes, which then becomes an issue.
+MAX_RESPONSE_BYTES = fhir_settings.MAX_RESPONSE_BYTES
+READ_CHUNK_BYTES = 1 << 16
+ERROR_BODY_BYTES = 1 << 16
 
 # Query parameters whose values are safe to show: paging and filters, never who.
 SHOWN_PARAMETERS = frozenset(
@@ -196,8 +209,12 @@ class FhirClient:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        max_body_bytes: int = MAX_RESPONSE_BYTES,
+        max_resource_bytes: int = ndjson.MAX_RESOURCE_BYTES,
     ) -> None:
         self.site = site
+        self.max_body_bytes = max_body_bytes  # largest answer read; larger is a SourceError
+        self.max_resource_bytes = max_resource_bytes  # largest resource handed on (bundles.read_page)
         self.base_url = base_url.rstrip("/")
         self.auth: Authorizer = auth or Anonymous()
         self.timeout = (min(10.0, timeout), timeout)  # (connect, read)
@@ -248,6 +265,9 @@ class FhirClient:
 
         ``data`` may be a function, called for each try: a token request needs a
         new client assertion every time (servers refuse a ``jti`` seen before).
+        Without ``stream`` the body is read here, in chunks and at most
+        ``max_body_bytes`` of it (a larger one is a ``SourceError``); a
+        connection that breaks off while it is read is retried like any other.
         Raises ``TemporaryNetworkError`` when retries ran out and
         ``FatalNetworkError`` for failures retrying cannot fix.
         """
@@ -265,8 +285,14 @@ class FhirClient:
             try:
                 body = data() if callable(data) else data
                 response = self.session.request(
-                    method, url, headers=request_headers, data=body, stream=stream, timeout=self.timeout
+                    method, url, headers=request_headers, data=body, stream=True, timeout=self.timeout
                 )
+                if not stream and response.status_code in accepted:
+                    try:
+                        self._read_body(method, url, response)
+                    except BaseException:
+                        response.close()  # a broken or refused body: give the connection back
+                        raise
             except requests.exceptions.SSLError as exc:
                 raise errors.FatalNetworkError(
                     f"{self._where(method, url)}: TLS failed ({_first_line(exc)}); if the site uses its own "
@@ -375,6 +401,29 @@ class FhirClient:
     def close(self) -> None:
         self.session.close()
 
+    def _too_large(self, method: str, url: str, size: str, limit: int, setting: str) -> errors.SourceError:
+        """The error for an answer over a size limit: where, how large, which setting; never the content."""
+        return errors.SourceError(
+            f"{self._where(method, url)}: the answer is {size}, over the limit of {limit:,} bytes "
+            f"([sites.source] {setting}); nothing from it was stored. Ask the site why, or raise "
+            f"{setting} (a search also answers less with a smaller page_size)"
+        )
+
+    def _read_body(self, method: str, url: str, response: requests.Response) -> None:
+        """Read the body into ``response.content``, at most ``max_body_bytes`` of it."""
+        limit = self.max_body_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            response.close()
+            raise self._too_large(method, url, f"{int(declared):,} bytes", limit, "max_response_bytes")
+        body = bytearray()
+        for chunk in response.iter_content(chunk_size=READ_CHUNK_BYTES):
+            body += chunk
+            if len(body) > limit:
+                response.close()
+                raise self._too_large(method, url, f"more than {limit:,} bytes", limit, "max_response_bytes")
+        response._content = bytes(body)  # what .content answers from now on
+
     # -------------------------------------------------------------- helpers
 
     def _where(self, method: str, url: str) -> str:
@@ -408,10 +457,7 @@ def _pooled_session() -> requests.Session:
 
 def _body_message(response: requests.Response) -> str | None:
     """What the server said about the failure, in plain words, at most a few hundred characters."""
-    try:
-        content = response.content[:65536]  # error bodies are small, even on streamed requests
-    except (requests.exceptions.RequestException, OSError):
-        content = b""
+    content = read_prefix(response, ERROR_BODY_BYTES)  # error bodies are small; a huge one is cut
     if not content:
         return None
     try:
@@ -424,6 +470,19 @@ def _body_message(response: requests.Response) -> str | None:
             return "(an HTML error page)"
         text = content.decode("utf-8", "replace").strip()
     return " ".join(text.split())[:300] or None
+
+
+def read_prefix(response: requests.Response, limit: int) -> bytes:
+    """At most the first ``limit`` bytes of the body (what is left of it, on a streamed response)."""
+    content = bytearray()
+    try:
+        for chunk in response.iter_content(chunk_size=min(limit, READ_CHUNK_BYTES)):
+            content += chunk
+            if len(content) >= limit:
+                break
+    except (requests.exceptions.RequestException, OSError):
+        pass  # a broken or consumed stream: what arrived is all there is to say
+    return bytes(content[:limit])
 
 
 def _connection_problem(exc: requests.exceptions.RequestException) -> str:

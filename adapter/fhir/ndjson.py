@@ -7,6 +7,11 @@ Data export lands in, so it follows the Bulk Data file naming
 streamed (constant memory).  A line that is not JSON or not a resource is
 yielded as a ``BadLine`` so the sync can raise an issue for it instead of
 stopping or silently skipping it.
+
+So is a line longer than the source's ``max_resource_bytes``: it is read in
+chunks of at most that size and skipped to its end, never held whole, so a
+file with one 50 MB (or 5 GB) line costs no more memory than a normal one.
+Its issue names the file, the line and the size, never the content.
 """
 
 from __future__ import annotations
@@ -14,14 +19,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
 from adapter import errors
+from adapter.fhir import settings as fhir_settings
 from adapter.fhir.medications import MedicationResolver
 
 RESOURCE_ORDER = ("Patient", "Observation", "MedicationAdministration", "Procedure")
+MAX_RESOURCE_BYTES = fhir_settings.MAX_RESOURCE_BYTES  # the default of [sites.source] max_resource_bytes
+SKIP_CHUNK_BYTES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,45 @@ class BadLine:
     resource_type: str
     location: str
     problem: str
+    # The resource it was, when the source could tell without handing it over (a search
+    # entry over the size limit): the sync then raises the issue on the resource itself.
+    ref: str | None = None
+    patient_ref: str | None = None
+
+
+def too_large_problem(size: int, limit: int, what: str = "the resource") -> str:
+    """How an over-size line or resource is described: its size and the setting, never its content."""
+    return (
+        f"{what} is {size:,} bytes, over the limit of {limit:,} bytes ([sites.source] "
+        "max_resource_bytes); it was not read. Ask the site why it is so large, or raise the limit"
+    )
+
+
+def bounded_lines(handle: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None, int]]:
+    """``(line number, line or None if over limit, size)`` for each line of a binary file.
+
+    A line is read with ``readline(limit + 2)`` (room for ``\r\n``), so at
+    most about ``limit`` bytes are held; the rest of a longer line is read
+    in small chunks and only counted.  Line numbers count every line, empty
+    ones too, as an editor shows them.
+    """
+    number = 0
+    while True:
+        line = handle.readline(limit + 2)
+        if not line:
+            return
+        number += 1
+        size, tail = len(line), line[-2:]
+        complete = line.endswith(b"\n")
+        while not complete:
+            rest = handle.readline(SKIP_CHUNK_BYTES)
+            if not rest:
+                break
+            size, tail = size + len(rest), (tail + rest)[-2:]
+            complete = rest.endswith(b"\n")
+            line = b""  # too long: never kept
+        content = size - (2 if tail == b"\r\n" else 1 if complete else 0)
+        yield (number, line, content) if line and content <= limit else (number, None, content)
 
 
 def files_for(folder: Path, resource_type: str) -> list[Path]:
@@ -51,14 +98,19 @@ def files_for(folder: Path, resource_type: str) -> list[Path]:
     )
 
 
-def read_resources(folder: Path, resource_type: str) -> Iterator[SourceLine | BadLine]:
-    """Stream every resource of one type from the folder."""
+def read_resources(
+    folder: Path, resource_type: str, max_bytes: int = MAX_RESOURCE_BYTES
+) -> Iterator[SourceLine | BadLine]:
+    """Stream every resource of one type from the folder; lines over ``max_bytes`` become ``BadLine``."""
     for path in files_for(folder, resource_type):
         with path.open("rb") as handle:
-            for number, line in enumerate(handle, start=1):
+            for number, line, size in bounded_lines(handle, max_bytes):
+                location = f"{path.name}:{number}"
+                if line is None:
+                    yield BadLine(resource_type, location, too_large_problem(size, max_bytes, "the line"))
+                    continue
                 if not line.strip():
                     continue
-                location = f"{path.name}:{number}"
                 try:
                     resource = orjson.loads(line)
                 except orjson.JSONDecodeError as exc:
@@ -78,13 +130,16 @@ def read_resources(folder: Path, resource_type: str) -> Iterator[SourceLine | Ba
                     yield SourceLine(resource_type, resource, location)
 
 
-def count_lines(folder: Path, resource_types: tuple[str, ...] = RESOURCE_ORDER) -> int:
+def count_lines(
+    folder: Path, resource_types: tuple[str, ...] = RESOURCE_ORDER, max_bytes: int = MAX_RESOURCE_BYTES
+) -> int:
     """Total non-empty lines, for a progress bar's total."""
     total = 0
     for resource_type in resource_types:
         for path in files_for(folder, resource_type):
             with path.open("rb") as handle:
-                total += sum(1 for line in handle if line.strip())
+                lines = bounded_lines(handle, max_bytes)
+                total += sum(1 for _number, line, _size in lines if line is None or line.strip())
     return total
 
 
@@ -97,19 +152,22 @@ class NdjsonFolderSource:
 
     complete_listing = True
 
-    def __init__(self, folder: Path, page_size: int = 500) -> None:
+    def __init__(
+        self, folder: Path, page_size: int = 500, max_resource_bytes: int = MAX_RESOURCE_BYTES
+    ) -> None:
         self.folder = folder
         self.page_size = page_size
+        self.max_resource_bytes = max_resource_bytes
 
     def patients(self) -> Iterator[SourceLine | BadLine]:
-        return read_resources(self.folder, "Patient")
+        return read_resources(self.folder, "Patient", self.max_resource_bytes)
 
     def pages(self, resource_type: str, **_ignored: object) -> Iterator[Any]:
         from adapter.fhir.source import Page
 
         medications = self._medications() if resource_type == "MedicationAdministration" else None
         page: list[SourceLine | BadLine] = []
-        for line in read_resources(self.folder, resource_type):
+        for line in read_resources(self.folder, resource_type, self.max_resource_bytes):
             page.append(line)
             if len(page) >= self.page_size:
                 yield Page(lines=_inlined(page, medications))
@@ -120,13 +178,13 @@ class NdjsonFolderSource:
     def _medications(self) -> MedicationResolver:
         """The folder's Medication files, which administrations may reference instead of a code."""
         resolver = MedicationResolver()
-        for line in read_resources(self.folder, "Medication"):
+        for line in read_resources(self.folder, "Medication", self.max_resource_bytes):
             if isinstance(line, SourceLine):
                 resolver.add(line.resource)
         return resolver
 
     def expected_total(self) -> int | None:
-        return count_lines(self.folder)
+        return count_lines(self.folder, max_bytes=self.max_resource_bytes)
 
 
 def _inlined(

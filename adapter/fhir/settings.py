@@ -23,6 +23,23 @@ from pydantic import BaseModel, ConfigDict, Field
 Strict = ConfigDict(extra="forbid", frozen=True)
 Resolve = Callable[[Path], Path]
 
+# Size caps on what a site sends (every source kind has max_resource_bytes).  1 MiB
+# is twenty times a large real resource (an Observation with a narrative is some
+# 5-50 KB; the demo's are under 1 KB) and far below what makes the console or the
+# state database suffer (one 50 MB valueString made a 52 MB worklist page).
+MAX_RESOURCE_BYTES = 1 << 20
+MAX_RESPONSE_BYTES = 64 << 20
+MaxResourceBytes = Annotated[
+    int,
+    Field(
+        ge=1024,
+        le=1 << 30,
+        description="largest resource (its JSON; for an NDJSON file, its line) the adapter reads, in "
+        "bytes, 1024 to 1073741824; a larger one becomes an invalid_resource issue naming it and its "
+        "size, without its content (default 1048576, 1 MiB)",
+    ),
+]
+
 URL_PATTERN = r"^https?://[^\s?#]+$"
 
 
@@ -175,6 +192,24 @@ class FhirServerSettings(BaseModel):
         60.0, gt=0, le=900, description="seconds to wait for the server to answer one request"
     )
     retry: RetrySettings = Field(RetrySettings(), description="retry and backoff settings")
+    max_resource_bytes: MaxResourceBytes = MAX_RESOURCE_BYTES
+    max_response_bytes: int = Field(
+        MAX_RESPONSE_BYTES,
+        ge=64 * 1024,
+        le=1 << 32,
+        description="largest answer the adapter reads from the server (a page of search results, a "
+        "manifest), in bytes, 65536 to 4294967296; a larger one stops the pass with an error naming "
+        "the URL (default 67108864, 64 MiB)",
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _response_holds_a_resource(self) -> FhirServerSettings:
+        if self.max_response_bytes < self.max_resource_bytes:
+            raise ValueError(
+                "max_response_bytes is smaller than max_resource_bytes; an answer must be able to hold "
+                "one resource of the largest size"
+            )
+        return self
 
     def _resolved_paths(self, resolve: Resolve) -> dict[str, object]:
         update: dict[str, object] = {"tls": self.tls.resolved(resolve)}

@@ -98,6 +98,12 @@ def set_override(path: Path, table: str, key: str, value: str | None, *, note: s
     entry (tomlkit would append it after the comment block that introduces
     the next table), with ``note`` as its end-of-line comment.
     """
+    if not note.isprintable():
+        # A line break would end the comment and write lines of its own into the file.
+        raise errors.MappingError(
+            f"{path}: the note for [{table}] {key!r} holds a line break or a control character; "
+            "nothing was written"
+        )
     text = path.read_text(encoding="utf-8") if path.exists() else _new_override_text(path.stem)
     document = tomlkit.parse(text)
     section = document.get(table)

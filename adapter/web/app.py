@@ -3,27 +3,36 @@
 Everything a request needs is built here once (store, secrets, login
 throttle) and kept on ``app.state.console``; the page modules in ``views/``
 only declare routes.  Two app-wide guards run on every request: the session
-middleware (a signed cookie, ``sessions``) and the CSRF dependency
-(``csrf.protect``), so no route can be added without them.
+middleware (a signed cookie naming a live server-side session, ``sessions``)
+and the CSRF dependency (``csrf.protect``), so no route can be added without
+them.  Proxy headers are the app's business too: ``X-Forwarded-For`` and
+``-Proto`` are believed only from ``[console] trusted_proxies`` (uvicorn's own
+``ProxyHeadersMiddleware``, added here so that it holds whatever server runs
+the app; ``trial-adapter console`` switches uvicorn's copy off).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 from urllib.parse import urlencode
 
+import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import RequestResponseEndpoint
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from adapter import config as config_mod
 from adapter import privacy
 from adapter.store import db
-from adapter.web import auth, context, csrf, render, views
+from adapter.web import auth, context, csrf, render, sessions, views
 from adapter.web.auth import Forbidden, LoginRequired, Operator
 from adapter.web.issue_query import IssueTokens
 from adapter.web.sessions import COOKIE_NAME, ConsoleSession, SessionCodec, load_or_create_secret
@@ -70,20 +79,32 @@ def create_app(
     app.state.console = console
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.middleware("http")(_sessions)
+    if config.console.trusted_proxies:  # added last, so it runs first: sessions see the client's scheme
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(config.console.trusted_proxies))
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(Forbidden, _forbidden)
     app.add_exception_handler(csrf.CsrfRejected, _csrf_rejected)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     for router in views.ROUTERS:
         app.include_router(router)
     return app
 
 
 async def _sessions(request: Request, call_next: RequestResponseEndpoint) -> Response:
-    """Load the signed session cookie (or start an anonymous one); write it back when it changed."""
+    """Load the signed session cookie (or start an anonymous one); write it back when it changed.
+
+    A logged-in cookie whose server-side session has ended (logout, new
+    password, disabled user, idle, too old) becomes anonymous here, before any
+    route sees it.
+    """
     console = context.of(request)
     loaded = console.codec.loads(request.cookies.get(COOKIE_NAME))
-    request.state.session = loaded or ConsoleSession.anonymous()
+    session = loaded or ConsoleSession.anonymous()
+    if session.user_id is not None and not request.url.path.startswith("/static/"):
+        if not await run_in_threadpool(_live, console, session):
+            session = session.ended()
+    request.state.session = session
     response = await call_next(request)
     current: ConsoleSession = request.state.session
     if current != loaded:
@@ -101,6 +122,25 @@ async def _sessions(request: Request, call_next: RequestResponseEndpoint) -> Res
     if not request.url.path.startswith("/static/"):
         response.headers.setdefault("Cache-Control", "no-store")
     return response
+
+
+def _live(console: context.Console, session: ConsoleSession) -> bool:
+    """Whether the session's row lives; records the visit (best effort: a busy database only skips it)."""
+    limits = console.config.console
+    with console.sessions() as store:
+        live = sessions.is_live(
+            store,
+            session,
+            idle=dt.timedelta(minutes=limits.idle_minutes),
+            lifetime=dt.timedelta(hours=limits.session_hours),
+        )
+        if live and store.dirty:
+            try:
+                store.commit()
+            except sa.exc.OperationalError as exc:  # e.g. SQLite busy under a long sync write
+                store.rollback()
+                log.warning("could not record console session activity", extra={"error": str(exc)[:200]})
+    return live
 
 
 async def _login_required(request: Request, _exc: Exception) -> Response:
@@ -148,6 +188,26 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         status_code=status,
         title=titles.get(status, "Error"),
         message=str(detail),
+    )
+
+
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    """A parameter out of bounds (a page number, an id): the console's error page, status 422.
+
+    Names the parameters and what they accept, never the value sent, which
+    could be anything a hostile client typed.
+    """
+    problems = []
+    for error in exc.errors() if isinstance(exc, RequestValidationError) else []:
+        where = ".".join(str(part) for part in error.get("loc", ())[1:]) or "request"
+        problems.append(f"{where}: {str(error.get('msg', 'not accepted'))[:120]}")
+    return render.page(
+        request,
+        "error.html",
+        _who(request),
+        status_code=422,
+        title="Not accepted",
+        message="; ".join(problems[:5]) or "the request was not accepted",
     )
 
 

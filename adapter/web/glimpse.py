@@ -4,13 +4,16 @@ The stored raw resource (``SourceResource.raw``) is the site's own FHIR
 JSON; it may carry a patient display name or identifiers.  A glimpse takes
 only the fields that explain a mapping issue: the code, the value and its
 unit, the clinical time and the status, so a page can never show more by
-accident.
+accident.  Each is cut to ``MAX_CHARS``: a site can send a 50 MB valueString,
+and a glimpse goes into every row of the worklist and the CSV export.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+MAX_CHARS = 200  # longer than any real code, display, value or time; cut with an ellipsis
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ def _value(raw: dict[str, Any]) -> tuple[str | None, str | None]:
         value = quantity.get("value")
         comparator = _text(quantity.get("comparator")) or ""
         unit = _text(quantity.get("unit")) or _text(quantity.get("code"))
-        return (f"{comparator}{value}" if value is not None else None), unit
+        return (_text(f"{comparator}{value}") if value is not None else None), unit
     for key in ("valueString", "valueInteger", "valueDecimal", "valueBoolean"):
         if key in raw:
             return _text(raw[key]), None
@@ -84,4 +87,7 @@ def _time(raw: dict[str, Any]) -> str | None:
 
 
 def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+    if value is None:
+        return None
+    text = str(value)
+    return text if len(text) <= MAX_CHARS else text[: MAX_CHARS - 1] + "…"

@@ -31,6 +31,7 @@ STATUSES = ("open", "ignored", "resolved", "all")
 AGE_CHOICES = (0, 1, 7, 30)
 PAGE_SIZE = 100
 SOURCES_SHOWN = 20
+MAX_AGE_DAYS = 36_500  # a century: more would overflow the date arithmetic (adapter.web.params)
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class IssueFilter:
             return (params.get(name) or "").strip()[:200]
 
         try:
-            age = max(0, int(params.get("min_age_days") or 0))
+            age = min(max(0, int(params.get("min_age_days") or 0)), MAX_AGE_DAYS)
         except ValueError:
             age = 0
         status = clean("status") or "open"
@@ -83,6 +84,7 @@ class IssueItem:
     sources: int
     glimpse: SourceGlimpse | None
     age_days: int
+    source_refs: tuple[str, ...] = ()  # the first sources: what masking replaces in the detail
 
 
 class IssueTokens:
@@ -152,7 +154,7 @@ def find_issues(
     if limit is not None:
         ordered = ordered.limit(limit).offset(offset)
     rows = list(session.scalars(ordered))
-    counts, firsts = _sources(session, [row.key for row in rows])
+    counts, firsts, refs = _sources(session, [row.key for row in rows])
     glimpses = _glimpses(session, firsts)
     items = [
         IssueItem(
@@ -161,6 +163,7 @@ def find_issues(
             sources=counts.get(row.key, 0),
             glimpse=glimpses.get(firsts.get(row.key, ("", ""))),
             age_days=max(0, (now - _aware(row.first_seen)).days),
+            source_refs=tuple(refs.get(row.key, ())),
         )
         for row in rows
     ]
@@ -234,12 +237,15 @@ def _subjects(session: Session, refs: list[tuple[str, str]]) -> dict[tuple[str, 
     return result
 
 
-def _sources(session: Session, keys: list[str]) -> tuple[dict[str, int], dict[str, tuple[str, str]]]:
-    """Per issue key: how many sources raise it, and the first (site, source)."""
+def _sources(
+    session: Session, keys: list[str]
+) -> tuple[dict[str, int], dict[str, tuple[str, str]], dict[str, list[str]]]:
+    """Per issue key: how many sources raise it, the first (site, source), and the first few sources."""
     counts: dict[str, int] = {}
     firsts: dict[str, tuple[str, str]] = {}
+    refs: dict[str, list[str]] = {}
     if not keys:
-        return counts, firsts
+        return counts, firsts, refs
     rows = session.execute(
         sa.select(models.IssueSource.issue_key, models.IssueSource.site, models.IssueSource.source)
         .where(models.IssueSource.issue_key.in_(keys))
@@ -248,7 +254,9 @@ def _sources(session: Session, keys: list[str]) -> tuple[dict[str, int], dict[st
     for key, site, source in rows:
         counts[key] = counts.get(key, 0) + 1
         firsts.setdefault(key, (site, source))
-    return counts, firsts
+        if counts[key] <= SOURCES_SHOWN:
+            refs.setdefault(key, []).append(source)
+    return counts, firsts, refs
 
 
 def _glimpses(session: Session, refs: Mapping[str, tuple[str, str]]) -> dict[tuple[str, str], SourceGlimpse]:

@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
 from adapter import __version__
-from adapter.web import context, csrf, masking
+from adapter.web import context, csrf
 from adapter.web.auth import Operator
 from adapter.web.masking import RefMask
 
@@ -79,13 +79,18 @@ def source_time(value: str | None) -> Markup:
     )
 
 
-def without_leading_ref(detail: str | None) -> str:
-    """``Observation/123: creatinine ...`` as ``creatinine ...``: the worklist shows the source already."""
-    text = detail or ""
-    match = masking.SOURCE_REF.match(text)
-    if match and text[match.end() : match.end() + 2] == ": ":
-        return text[match.end() + 2 :]
-    return text
+# How much of a text from site data a page shows (a value, a unit, a display, an issue's detail).
+# A site can send a 50 MB valueString; a hundred of them made a worklist page of
+# 52 MB that took over 100 s to load.  ``SITE_TEXT`` fits any real lab value or
+# display; ``LONG_TEXT`` any detail the adapter writes about one.
+SITE_TEXT = 200
+LONG_TEXT = 600
+
+
+def clip(value: object, limit: int = SITE_TEXT) -> str:
+    """``value`` as text of at most ``limit`` characters, cut with an ellipsis."""
+    text = "" if value is None else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _label(value: str | None) -> str:
@@ -98,7 +103,8 @@ TEMPLATES.env.filters["number"] = _number
 TEMPLATES.env.filters["compact_json"] = compact_json
 TEMPLATES.env.filters["split_code"] = split_code
 TEMPLATES.env.filters["source_time"] = source_time
-TEMPLATES.env.filters["without_leading_ref"] = without_leading_ref
+TEMPLATES.env.filters["clip"] = clip
+TEMPLATES.env.globals["LONG_TEXT"] = LONG_TEXT
 TEMPLATES.env.filters["label"] = _label
 TEMPLATES.env.globals["version"] = __version__
 

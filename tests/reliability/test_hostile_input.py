@@ -157,3 +157,55 @@ def _jsonable(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return value
 
     return [fix(item) for item in items]
+
+
+def test_a_50_mb_value_becomes_an_issue_without_its_content(tmp_path: Path) -> None:
+    """Issue 14 §6: one 50 MB valueString once made the console unusable; now it is never read whole.
+
+    The line is over ``max_resource_bytes`` (default 1 MiB): an ``invalid_resource``
+    issue names the file, the line and the size; nothing of the value reaches
+    the state database; the rest of the file maps as usual.
+    """
+    marker = "hostile-content-marker-"
+    good = {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2160-0"}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2025-03-01T10:00:00+08:00",
+        "valueQuantity": {"value": 1.1, "unit": "mg/dL"},
+    }
+    huge = {**good, "id": "o2", "valueString": marker + "x" * (50 << 20)}
+    huge.pop("valueQuantity")
+    write_site(tmp_path / "site", [good, huge, {**good, "id": "o3"}], [])
+    write_test_secret(tmp_path / "key")
+    config = config_mod.config_from_dict(
+        {
+            "store": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
+            "privacy": {"hmac_key_file": str(tmp_path / "key")},
+            "sites": [
+                {
+                    "id": "hostile",
+                    "timezone": "Asia/Shanghai",
+                    "roster": str(tmp_path / "site" / "roster.csv"),
+                    "source": {"kind": "ndjson", "path": str(tmp_path / "site")},
+                }
+            ],
+            "repository": {"kind": "file", "path": str(tmp_path / "repo")},
+        },
+        base_dir=tmp_path,
+    )
+    sessions = db.open_store(config.store.url)
+    summary = sync_site(SiteSetup.load(config, config.sites[0]), sessions)
+    assert summary.invalid == 1
+    with sessions() as session:
+        issue = session.get(models.IssueRow, "hostile|invalid_resource|file:Observation.ndjson:2")
+        assert issue is not None and issue.status == "open"
+        assert "Observation.ndjson:2" in issue.detail and "max_resource_bytes" in issue.detail
+        assert f"{len(orjson.dumps(huge)):,} bytes" in issue.detail
+        assert marker not in issue.detail
+        stored = {row.resource_id: row.raw for row in session.scalars(sa.select(models.SourceResource))}
+    assert set(stored) == {"o1", "o3"}
+    assert all(marker not in raw for raw in stored.values())
+    assert (tmp_path / "state.db").stat().st_size < 5 << 20

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from adapter import errors, fixes
 from adapter.store import models
-from adapter.web import context, render
+from adapter.web import context, params, render
 from adapter.web.auth import AnyUser, Fixer, Forbidden, Operator
 
 router = APIRouter()
@@ -50,9 +50,8 @@ def audit_log(
     actor: str = "",
     action: str = "",
     site: str = "",
-    page: int = 1,
+    page: params.PageNumber = 1,
 ) -> Response:
-    page = max(page, 1)
     entries = list(
         db.scalars(audit_query(actor, action, site).limit(AUDIT_PAGE).offset((page - 1) * AUDIT_PAGE))
     )
@@ -77,14 +76,20 @@ def audit_log(
 
 @router.get("/audit/{entry_id}")
 def audit_entry(
-    request: Request, entry_id: int, user: AnyUser, db: Annotated[Session, Depends(context.db)]
+    request: Request,
+    entry_id: params.AuditEntryId,
+    user: AnyUser,
+    db: Annotated[Session, Depends(context.db)],
 ) -> Response:
     return _render_entry(request, db, user, _entry(db, entry_id))
 
 
 @router.post("/audit/{entry_id}/undo")
 def undo(
-    request: Request, entry_id: int, user: Fixer, db: Annotated[Session, Depends(context.db)]
+    request: Request,
+    entry_id: params.AuditEntryId,
+    user: Fixer,
+    db: Annotated[Session, Depends(context.db)],
 ) -> Response:
     entry = _entry(db, entry_id)
     if not may_undo(user, entry):

@@ -1,8 +1,10 @@
 """CSV exports for the trial's monitors: issues, eligibility, the audit log.
 
 Exports follow the same masking as the pages: a viewer's export carries the
-keyed hashes, never source references in clear.  The issues export takes
-the worklist's query string, so "export what I see" is one link.
+keyed hashes, never source references in clear, field by field
+(``masking.RefMask``).  Texts from site data are cut to ``EXPORT_TEXT``
+characters, like the pages cut them.  The issues export takes the
+worklist's query string, so "export what I see" is one link.
 """
 
 from __future__ import annotations
@@ -13,16 +15,22 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from adapter.web import context, csv_export, issue_query, render, subject_story
+from adapter.web import context, csv_export, issue_query, params, render, subject_story
 from adapter.web.auth import AnyUser
 from adapter.web.views.audit import audit_query
 
 router = APIRouter()
 
+EXPORT_TEXT = 2000  # characters of one cell of site text (an issue's detail, a value)
+
 
 @router.get("/export/issues.csv")
-def issues_csv(request: Request, user: AnyUser, db: Annotated[Session, Depends(context.db)]) -> Response:
-    filt = issue_query.IssueFilter.from_params(request.query_params)
+def issues_csv(
+    request: Request,
+    user: AnyUser,
+    db: Annotated[Session, Depends(context.db)],
+    filt: Annotated[issue_query.IssueFilter, Depends(params.issue_filter)],
+) -> Response:
     items, _total = issue_query.find_issues(db, filt, context.of(request).tokens, limit=None)
     mask = render.masker(request, user)
     header = (
@@ -52,9 +60,9 @@ def issues_csv(request: Request, user: AnyUser, db: Annotated[Session, Depends(c
             i.row.status,
             i.row.subject_id,
             i.row.concept,
-            i.row.code,
-            i.row.unit,
-            i.row.value,
+            render.clip(i.row.code, EXPORT_TEXT),
+            render.clip(i.row.unit, EXPORT_TEXT),
+            render.clip(i.row.value, EXPORT_TEXT),
             i.glimpse.value if i.glimpse else None,
             i.glimpse.unit if i.glimpse else None,
             i.glimpse.time if i.glimpse else None,
@@ -62,9 +70,9 @@ def issues_csv(request: Request, user: AnyUser, db: Annotated[Session, Depends(c
             render.when(i.row.first_seen),
             render.when(i.row.last_seen),
             i.age_days,
-            mask(i.row.detail, i.row.site),
-            i.row.reason,
-            mask(i.row.key, i.row.site),
+            render.clip(mask.detail(i.row, i.source_refs), EXPORT_TEXT),
+            render.clip(mask(i.row.reason, i.row.site), EXPORT_TEXT),
+            render.clip(mask.key(i.row.key), EXPORT_TEXT),
         )
         for i in items
     )
@@ -157,14 +165,14 @@ def audit_csv(
                 render.when(entry.at),
                 entry.actor,
                 entry.action,
-                mask(entry.target, entry_site),
+                mask.target(entry.target, entry_site),
                 entry_site,
-                detail.get("before"),
-                detail.get("after"),
-                detail.get("reason"),
+                render.clip(detail.get("before"), EXPORT_TEXT),
+                render.clip(detail.get("after"), EXPORT_TEXT),
+                render.clip(mask(detail.get("reason"), entry_site), EXPORT_TEXT),
                 detail.get("records_changed"),
-                " ".join(detail.get("issues_resolved", [])),
-                mask(render.compact_json(detail), entry_site),
+                " ".join(mask.key(str(key), entry_site) for key in detail.get("issues_resolved", [])),
+                render.compact_json(mask.audit_detail(detail, entry_site)),
             )
         )
     return csv_export.csv_response("audit.csv", header, rows)

@@ -180,6 +180,7 @@ def _render(
         issue=issue,
         token=console.tokens.token(issue.key),
         sources=sources,
+        source_refs=[ref for ref, _glimpse, _subject in sources],
         source_count=source_count,
         concepts=concepts,
         suggested_units=suggested_units,

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from adapter.web import context, issue_query, render
+from adapter.web import context, issue_query, params, render
 from adapter.web.auth import AnyUser
 
 router = APIRouter()
@@ -22,10 +22,12 @@ router = APIRouter()
 
 @router.get("/")
 def worklist(
-    request: Request, user: AnyUser, db: Annotated[Session, Depends(context.db)], page: int = 1
+    request: Request,
+    user: AnyUser,
+    db: Annotated[Session, Depends(context.db)],
+    filt: Annotated[issue_query.IssueFilter, Depends(params.issue_filter)],
+    page: params.PageNumber = 1,
 ) -> Response:
-    filt = issue_query.IssueFilter.from_params(request.query_params)
-    page = max(page, 1)
     items, total = issue_query.find_issues(
         db,
         filt,
