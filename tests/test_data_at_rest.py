@@ -12,18 +12,27 @@ must be exactly those of the plain export.
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import sqlite3
+import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
+import sqlalchemy as sa
 
-from adapter import job, paths
+from adapter import job, paths, privacy
+from adapter.config import PrivacyConfig
 from adapter.demo import site as demo_site
-from adapter.fhir import stored_form
+from adapter.fhir import auth, smart_keys, stored_form
+from adapter.sinks import transport
 from adapter.store import db
 from adapter.sync import SiteSetup, remap_site
+from adapter.web import sessions as sessions_mod
 
 from golden import repository_records
 from support import phi_strings, write_test_secret
@@ -130,3 +139,50 @@ def test_a_reference_keeps_only_its_reference_and_unmapped_types_are_untouched()
     assert kept["_status"] == raw["_status"] and kept["performedDateTime"] == "2025-01-01"
     patient = {"resourceType": "Patient", "id": "1", "name": [{"text": "Jane Doe"}]}
     assert stored_form.for_storage(patient) == patient
+
+
+def test_a_new_state_database_and_its_folder_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    folder = tmp_path / "state"
+    old = os.umask(0o022)
+    try:
+        sessions = db.open_store(f"sqlite:///{folder / 'state.db'}")
+        with sessions.begin() as session:
+            session.execute(sa.text("SELECT 1"))
+        sessions.kw["bind"].dispose()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    for path in folder.glob("state.db*"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+
+
+def _loaders(tmp_path: Path) -> list[tuple[str, Path, Callable[[Path], object]]]:
+    key = tmp_path / "smart.pem"
+    smart_keys.write_key_pair(key)
+    return [
+        ("site secret", tmp_path / "site.key", lambda p: privacy.load_secret(PrivacyConfig(hmac_key_file=p))),
+        ("EHR token", tmp_path / "ehr.token", lambda p: auth.read_secret(None, p, "bearer token")),
+        ("repository token", tmp_path / "repo.token", lambda p: transport.read_secret(None, p, "repository")),
+        ("console secret", tmp_path / "console.key", sessions_mod.load_or_create_secret),
+        ("SMART key", key, auth.load_signing_key),
+    ]
+
+
+def test_every_secret_file_that_others_can_read_is_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for what, path, load in _loaders(tmp_path):
+        if not path.exists():
+            path.write_text("a-long-enough-secret-value-0123456789abcdef\n")
+        path.chmod(0o644)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            load(path)
+        warnings = [r for r in caplog.records if "readable by group or others" in r.getMessage()]
+        assert [getattr(r, "path", None) for r in warnings] == [str(path)], what
+        assert "0123456789abcdef" not in caplog.text
+        path.chmod(0o600)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            load(path)
+        assert "readable by group or others" not in caplog.text, what
