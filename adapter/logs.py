@@ -3,7 +3,7 @@
 A scheduler or journald gets one JSON object per line (event, level, time and
 the structured fields passed as ``extra``); a person at a terminal gets plain
 text.  Log calls pass counts, site ids, run ids and resource references,
-never resource content, so no PHI reaches the log (DESIGN.md §5).
+never resource content, so no PHI reaches the log (docs/design.md §6).
 """
 
 from __future__ import annotations

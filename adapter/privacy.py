@@ -4,7 +4,7 @@ Only trial subject ids, normalized values and dates leave the site; source
 references (``Observation/123``) leave only as keyed hashes (HMAC-SHA256 with
 a site secret), so the trial team can tell two pieces of evidence apart and
 ask the site about one, but cannot look anything up in the site's EHR
-(DESIGN.md §5).  The secret comes from a file or an environment variable,
+(docs/design.md §5).  The secret comes from a file or an environment variable,
 never from the config file itself, and is never logged.
 
 Dates may also be shifted (``[privacy] date_shift_days``, off by default):

@@ -1,6 +1,6 @@
 """The schedule: which jobs exist, when they fire, and where APScheduler keeps them.
 
-Three kinds of job (DESIGN.md §6), each an APScheduler 3 job with
+Three kinds of job (docs/design.md §6), each an APScheduler 3 job with
 ``max_instances=1`` (a pass still going when its next turn comes is not
 started twice) and ``coalesce=True`` (turns missed while the service was
 down or busy run once, not once per missed turn):

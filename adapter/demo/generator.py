@@ -1,7 +1,8 @@
 """Deterministic synthetic demo sites for trial NCT06507514.
 
 The adapter ships with two fake hospitals so that it can be tried, tested and
-benchmarked without a site EHR (DESIGN.md §2, "NDJSON folder"):
+benchmarked without a site EHR; they are read through the NDJSON folder source
+(docs/design.md §2):
 
 * ``demo-north`` looks like a US hospital: LOINC, RxNorm, CPT and SNOMED CT
   codes, conventional US units, timestamps in US Central time (-06:00 / -05:00).
@@ -71,7 +72,7 @@ EAST_LIS = "http://hospital-east.example/fhir/lis"
 EAST_PROCEDURE = "http://hospital-east.example/fhir/procedure"
 EAST_DRUG = "http://hospital-east.example/fhir/drug"
 
-# Protocol regimen (CATALOG.md §3): 28 days of continuous infusion at
+# Protocol regimen (docs/terminology.md §9): 28 days of continuous infusion at
 # 28 mcg/day, then 14 days off; bags last 1-4 days.
 INFUSION_DAYS_PER_CYCLE = 28
 DOSE_UG_PER_DAY = 28
@@ -80,7 +81,7 @@ MAINTENANCE_CYCLES = 4
 # Label bag table: 240 mL bags run at 10 / 5 / 3.3 / 2.5 mL/h for 24-96 h.
 RATE_ML_PER_H = {1: 10.0, 2: 5.0, 3: 3.3, 4: 2.5}
 
-# LOINC long names, shared by both sites (CATALOG.md §1).
+# LOINC long names, shared by both sites (docs/terminology.md §2-§5).
 LVEF_DISPLAY = "Left ventricular Ejection fraction"
 CREATININE_MASS_DISPLAY = "Creatinine [Mass/volume] in Serum or Plasma"
 BILIRUBIN_MASS_DISPLAY = "Bilirubin.total [Mass/volume] in Serum or Plasma"
@@ -839,7 +840,7 @@ def _screening_values(run: PatientRun) -> ScreeningValues:
 
 
 def screening(run: PatientRun) -> None:
-    """Eligibility evidence (DESIGN.md §4) inside the 28-day window before enrolment."""
+    """Eligibility evidence (docs/design.md §4) inside the 28-day window before enrolment."""
     rng = run.rng
     values = _screening_values(run)
     echo_day = run.enrolment - timedelta(days=rng.randint(6, 20))
@@ -958,9 +959,10 @@ def _untimed_ast(run: PatientRun, drawn: datetime, ast: float) -> None:
 def _pulse_oximetry(run: PatientRun, when: datetime, spo2: float) -> None:
     """SpO2 with the room-air evidence in one of the shapes seen in EHRs.
 
-    DESIGN.md §4 needs "without supplemental oxygen": some systems put the
-    O2 flow or FiO2 in a component, some chart the flow as its own
-    Observation at the same time, and some send nothing (criterion unknown).
+    The SpO2 criterion needs "without supplemental oxygen" (on room air,
+    docs/design.md §4): some systems put the O2 flow or FiO2 in a component,
+    some chart the flow as its own Observation at the same time, and some
+    send nothing (criterion unknown).
     """
     rng = run.rng
     obs = _measurement(run, "spo2", when, spo2, result_delay_minutes=rng.randint(1, 10))
@@ -985,7 +987,7 @@ def _pulse_oximetry(run: PatientRun, when: datetime, spo2: float) -> None:
 
 
 def _ecog(run: PatientRun, when: datetime, score: int) -> None:
-    """ECOG as valueInteger, or as an LA answer code (both shapes exist, CATALOG.md §1c)."""
+    """ECOG as valueInteger, or as an LA answer code (both shapes exist, docs/terminology.md §5)."""
     obs = _observation(run, "ecog", when, result_delay_minutes=5)
     if run.rng.random() < run.site.ecog_as_answer_share:
         code, display = ECOG_ANSWERS[score]

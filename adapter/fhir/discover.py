@@ -1,11 +1,11 @@
 """Which codes and units a site actually sends for its roster patients (``trial-adapter discover``).
 
-DESIGN.md §2: before go-live, and weekly after, a data manager needs to see
-the local codes the catalog does not know yet, with how often each occurs,
-so the site's mapping overrides can be written.  Unlike a sync, discovery
-reads Observations *without* the catalog's code filter (that is the point),
-stores nothing, and reports only codes, displays, units and counts, never a
-patient or a value.
+Before go-live, and weekly after, a data manager needs to see the local
+codes the catalog does not know yet, with how often each occurs, so the
+site's mapping overrides can be written (docs/sources.md).  Unlike a sync,
+discovery reads Observations *without* the catalog's code filter (that is the
+point), stores nothing, and reports only codes, displays, units and counts,
+never a patient or a value.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The sync asks a source for the site's patients, then for pages of each
 resource type.  A page is the unit of commit: the sync stores a page's
 results and the page's ``cursor`` in one transaction, so after a crash it
-resumes from the last committed page (DESIGN.md §2).  ``watermark`` is the
+resumes from the last committed page (docs/design.md §2).  ``watermark`` is the
 time the source vouches for: once every page of a resource type is
 committed, the sync stores it, and the next incremental pass asks only for
 resources changed after it (minus an overlap for clock skew).

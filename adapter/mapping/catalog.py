@@ -1,7 +1,7 @@
 """The mapping catalog: concepts, their codes and units, plus per-site overrides.
 
 The central ``concepts.toml`` is owned by the study; each site adds its local
-codes and unit spellings without touching it (DESIGN.md §3): in
+codes and unit spellings without touching it (docs/design.md §3): in
 ``sites/<site>.toml`` of the mapping folder (shipped, read only) and in its
 own fix file ``<overrides>/<site>.toml`` (written by ``trial-adapter map`` and
 the console, kept in the site's state folder so upgrades never touch it).

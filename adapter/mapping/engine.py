@@ -553,7 +553,7 @@ def _score_value(
     """A score from valueInteger, a bare valueQuantity, or an answer code.
 
     mCODE puts ECOG in valueInteger with the LA answer in ``interpretation``;
-    older systems send the LA code as valueCodeableConcept (CATALOG.md §1c).
+    older systems send the LA code as valueCodeableConcept (docs/terminology.md §5).
     """
     if obs.valueInteger is not None:
         return float(obs.valueInteger)

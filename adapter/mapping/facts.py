@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class ConceptKind(StrEnum):
-    """What sort of source data a concept is made from (DESIGN.md §3)."""
+    """What sort of source data a concept is made from (docs/design.md §3)."""
 
     LAB = "lab"
     VITAL = "vital"

@@ -1,12 +1,12 @@
 """Unit normalisation and conversion for lab values: hospital spellings -> UCUM -> protocol units.
 
-Hospitals write one unit many ways (CATALOG.md §7): Chinese LIS feeds send
-``μmol/L`` with a Greek mu, ``×10^9/L`` for blood counts and full-width
-characters typed with a Chinese input method; US feeds send ``K/uL`` and
-``cells/uL``; Nordic labs ``µkat/L``.  The protocol thresholds are in one
-unit per concept (CATALOG.md §2: creatinine mg/dL, bilirubin mg/dL, WBC/PLT
-10^9/L, ALT/AST U/L, LVEF/SpO2 %, O2 flow L/min).  This module does the two
-steps between them:
+Hospitals write one unit many ways (docs/terminology.md §7): Chinese LIS
+feeds send ``μmol/L`` with a Greek mu, ``×10^9/L`` for blood counts and
+full-width characters typed with a Chinese input method; US feeds send
+``K/uL`` and ``cells/uL``; Nordic labs ``µkat/L``.  The protocol thresholds
+are in one unit per concept (docs/terminology.md §6: creatinine mg/dL,
+bilirubin mg/dL, WBC/PLT 10^9/L, ALT/AST U/L, LVEF/SpO2 %, O2 flow L/min).
+This module does the two steps between them:
 
 ``normalize(spelling)``
     hospital spelling -> one UCUM code (https://ucum.org/ucum), decided by a
@@ -16,7 +16,7 @@ steps between them:
     the dimensional arithmetic is pint's, on a small registry of UCUM atoms
     (:func:`_registry`).  The only analyte-specific step is the molar mass,
     which turns amount of substance into mass (creatinine 113.12 g/mol,
-    bilirubin 584.66 g/mol, CATALOG.md §2).
+    bilirubin 584.66 g/mol, docs/terminology.md §6).
 
 Every lab value passes through :func:`convert`, so pint is consulted once
 per ``(from_unit, to_unit, molar_mass)`` and the result is cached: the hot
@@ -112,7 +112,7 @@ _CASE_SENSITIVE: dict[str, str] = {
 #: codes, in any case, need no entry: :func:`_parse_ucum` reads them.
 _ALIASES: dict[str, str] = {
     # Enzyme activity.  UCUM has no bare "IU" and "U" is case-sensitive; "IU/L"
-    # and "u/l" are what LIS exports print (CATALOG.md §2, §7).
+    # and "u/l" are what LIS exports print (docs/terminology.md §6, §7).
     "iu/l": "[IU]/L",
     "[iu]/l": "[IU]/L",
     "u/l": "U/L",
@@ -163,7 +163,8 @@ def _fold(spelling: str) -> str:
     Superscript exponents become ``^n`` first (``10⁹/L`` -> ``10^9/L``, ``mm³``
     -> ``mm3``): NFKC alone would turn ``10⁹`` into ``109``.  NFKC then maps the
     full-width ``／Ｌ％`` of Chinese input methods to ASCII and the micro sign
-    U+00B5 to Greek mu U+03BC, which becomes ``u`` (CATALOG.md §7: ``μmol/L``).
+    U+00B5 to Greek mu U+03BC, which becomes ``u`` (docs/terminology.md §7:
+    ``μmol/L``).
     """
     folded = _SUPERSCRIPT.sub(lambda m: "^" + m.group().translate(_SUPERSCRIPT_DIGITS), spelling)
     folded = unicodedata.normalize("NFKC", folded).replace("μ", "u").replace("×", "x")
@@ -395,9 +396,10 @@ international_unit = enzyme_unit = IU
 # On the last line: UCUM makes [IU] an arbitrary unit, commensurable with
 # nothing, because an IU is defined per substance by a WHO reference
 # preparation.  For enzyme activity, labs report U/L and [IU]/L for the same
-# number (CATALOG.md §2: the PROTECT-CHILD IG codes an ALT of "210 U/L" as
-# UCUM "[IU]/L"), and every IU-reported concept in this trial is an enzyme
-# (ALT, AST), so [IU] == U here.  It would be wrong for vitamins or heparin.
+# number (docs/terminology.md §6: the PROTECT-CHILD IG codes an ALT of
+# "210 U/L" as UCUM "[IU]/L"), and every IU-reported concept in this trial is
+# an enzyme (ALT, AST), so [IU] == U here.  It would be wrong for vitamins or
+# heparin.
 
 _registry_lock = threading.Lock()
 _registry_instance: pint.UnitRegistry | None = None

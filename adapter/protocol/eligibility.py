@@ -1,4 +1,4 @@
-"""Organ-function eligibility at screening (DESIGN.md §4).
+"""Organ-function eligibility at screening (docs/design.md §4).
 
 Each criterion is met, not met, or unknown, with the result that decided it.
 The latest result in the screening window decides; the window is the

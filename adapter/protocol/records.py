@@ -7,7 +7,7 @@ and a record that stops deriving can be retracted by id.
 
 ``evidence`` holds internal source references (``Observation/123``); the
 delivery stage replaces them with keyed hashes before anything leaves the
-site (DESIGN.md §5).
+site (docs/design.md §5).
 """
 
 from __future__ import annotations

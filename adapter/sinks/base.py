@@ -3,7 +3,7 @@
 A sink receives a batch of deliveries in outbox order (so per-subject order
 is kept) and reports, per item, whether it arrived.  Sinks must be idempotent:
 delivering the same upsert twice, or retracting an absent record, leaves the
-repository unchanged (DESIGN.md §5), because the outbox redelivers whatever
+repository unchanged (docs/design.md §5), because the outbox redelivers whatever
 it could not mark as delivered, e.g. after a crash.
 
 Three rules keep the outbox's promises without each sink re-inventing them:

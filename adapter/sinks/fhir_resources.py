@@ -257,7 +257,7 @@ def _code(systems: Systems, code: str, display: str, *standard: dict[str, str]) 
     """Our own code, after the standard codings a reader searches by.
 
     Standard codes are only those the terminology catalog verified
-    (../shared/protocol/CATALOG.md); none is guessed.
+    (docs/terminology.md §1); none is guessed.
     """
     coding = [*standard, {"system": systems.codes, "code": code, "display": display}]
     return {"coding": coding, "text": display}

@@ -53,7 +53,7 @@ class PatientLink(Base):
     """Site patient resource -> trial subject id (None: not on the roster).
 
     Only the resource reference is kept, never the MRN or the name: the
-    roster file is the one place identities meet (DESIGN.md §5).
+    roster file is the one place identities meet (docs/design.md §5).
     """
 
     __tablename__ = "patient_links"
@@ -105,7 +105,7 @@ class IssueSource(Base):
     """Which source (resource or derivation) currently raises which issue.
 
     An issue whose last source stops raising it resolves itself: that is how a
-    mapping fix closes the issues it fixes (DESIGN.md §3).
+    mapping fix closes the issues it fixes (docs/design.md §3).
     """
 
     __tablename__ = "issue_sources"

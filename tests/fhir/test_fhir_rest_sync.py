@@ -3,7 +3,7 @@
 The demo sites are loaded into the server; a sync through the search API
 must deliver exactly what the NDJSON folder source delivers, page and batch
 sizes notwithstanding, and incremental passes, updates, deletes and a crash
-mid-pass must behave as DESIGN.md §2 says.
+mid-pass must behave as docs/design.md §2 says.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for adapter.mapping.units: spellings sites send (CATALOG.md §7) and the conversions of §2."""
+"""Tests for adapter.mapping.units: spellings sites send and conversions (docs/terminology.md §7, §6)."""
 
 from __future__ import annotations
 
@@ -205,7 +205,7 @@ def test_convert(
     value: float, from_unit: str, to_unit: str, molar_mass: float | None, expected: float
 ) -> None:
     got = units.convert(value, from_unit, to_unit, molar_mass=molar_mass)
-    # 0.1 %: the catalog's 88.4 and 17.1 are rounded factors (CATALOG.md §2).
+    # 0.1 %: the catalog's 88.4 and 17.1 are rounded factors (docs/terminology.md §6).
     assert got == pytest.approx(expected, rel=1e-3)
 
 
@@ -229,7 +229,7 @@ def test_convert_is_exact_for_decimal_factors(
 
 
 def test_creatinine_and_bilirubin_match_catalog_factors() -> None:
-    # CATALOG.md §2: mg/dL = umol/L / 88.4 (creatinine), / 17.1 (bilirubin), within 0.1 %.
+    # docs/terminology.md §6: mg/dL = umol/L / 88.4 (creatinine), / 17.1 (bilirubin), within 0.1 %.
     for umol in (10.0, 53.0, 141.4, 500.0):
         got = units.convert(umol, "umol/L", "mg/dL", molar_mass=CREATININE)
         assert got == pytest.approx(umol / 88.4, rel=1e-3)

@@ -1,4 +1,4 @@
-"""One module per page type (datasette's ``views/`` split, STYLE.md).
+"""One module per page type (the split of datasette's ``views/``).
 
 ``ROUTERS`` is what ``app.create_app`` mounts; a new page type is a new
 module here and one line in this list.
