@@ -22,6 +22,7 @@ EXIT_SOURCE = 5  # the site's data could not be read
 EXIT_STORE = 6  # the state database could not be opened or migrated
 EXIT_DELIVERY = 7  # the trial repository could not be written
 EXIT_RETRACTION_HELD = 8  # a pass would have retracted all or most of a type; held back for a person
+EXIT_SERVER_FAULT = 9  # the site's server answered another question than the one asked
 EXIT_ISSUES_OPEN = 10  # run finished, but with open issues and --fail-on-issues
 
 
@@ -67,6 +68,27 @@ class TemporaryNetworkError(NetworkError):
 
 class FatalNetworkError(NetworkError):
     """A failure retrying cannot fix (400, 403, 404, ...): the message says what to change."""
+
+
+class ServerFault(SourceError):
+    """The site's server answered a search with results the search did not ask for.
+
+    A patient outside the searched batch, a code outside the searched codes,
+    another resource type, a result older than the asked ``_lastUpdated``, a
+    next link that lost the search's parameters: the server answered another
+    question, so its answer cannot be trusted to be complete either.  The
+    page is not stored, the pass stops, what earlier pages committed stays.
+    ``fault`` names the kind (a metric label, a stable word), ``setting``
+    the source setting that adapts to it, if one does.
+    """
+
+    exit_code = EXIT_SERVER_FAULT
+
+    def __init__(self, message: str, *, fault: str, resource_type: str, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.fault = fault
+        self.resource_type = resource_type
+        self.setting = setting
 
 
 class AuthError(SourceError):

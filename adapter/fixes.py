@@ -53,6 +53,7 @@ UNDOABLE = (*MAPPING_ACTIONS, IGNORE_ISSUE)
 
 log = logging.getLogger(__name__)
 
+
 class FixRefused(errors.AdapterError):
     """The fix cannot be made as asked; the message says why and what to do instead."""
 
@@ -209,9 +210,7 @@ def undo(
     return _apply_override(config, sessions, site_id, edit, actor=actor, undoes=audit_id)
 
 
-def migrate_legacy_overrides(
-    config: config_mod.Config, sessions: sessionmaker[Session], site_id: str
-) -> int:
+def migrate_legacy_overrides(config: config_mod.Config, sessions: sessionmaker[Session], site_id: str) -> int:
     """Carry fixes made before the site had its own fix file into it, once; return how many.
 
     Earlier versions wrote fixes into the mapping folder's ``sites/<site>.toml``,

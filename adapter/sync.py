@@ -1,6 +1,6 @@
 """One sync pass for one site: read → parse → map → derive → store → outbox.
 
-Data moves forward only (DESIGN.md §1).  The pass is idempotent and
+Data moves forward only (docs/design.md §1).  The pass is idempotent and
 resumable: a source resource whose (id, version) was already mapped with the
 current catalog is skipped, work is committed in pages, and a crash at any
 point leaves a state from which the next pass continues without losing or
@@ -31,7 +31,7 @@ from sqlalchemy import orm
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import errors, privacy, retraction_guard, roster
+from adapter import errors, privacy, retraction_guard, roster, server_faults
 from adapter.fhir import factory as source_factory
 from adapter.fhir import lean, lenient, ndjson, stored_form
 from adapter.fhir.source import Source
@@ -46,12 +46,18 @@ from adapter.store.models import utcnow
 log = logging.getLogger(__name__)
 
 REMAP_PAGE = 500
-OVERLAP = dt.timedelta(minutes=5)  # clock skew and late commits at the server (DESIGN.md §2)
+OVERLAP = dt.timedelta(minutes=5)  # clock skew and late commits at the server (docs/design.md §2)
 MAPPED_TYPES = ("Observation", "MedicationAdministration", "Procedure")
 # The stored version of a resource the source named but did not hand over (over
 # [sites.source] max_resource_bytes): no real version looks like it, so the next
 # version the site sends is mapped, and re-mapping passes it by.
 TOO_LARGE = "too-large"
+# The stored version of a resource of a non-enrolled patient whose patient has
+# since joined the roster: its body was never stored, so it cannot be re-mapped
+# from the state; no real version looks like it, so the next pass maps the
+# resource when the source sends it (``_requeue_unkept``).
+NOT_KEPT = "not-kept"
+UNKEPT_BATCH = 500  # patient refs per UPDATE when patients join the roster
 # How a source resource is validated before mapping.  "lean" (default): every
 # element the engine reads is validated as fhir.resources R4B would, the rest is
 # ignored, at ~30x the speed (adapter/fhir/lean.py says why); "r4b": the full
@@ -233,9 +239,11 @@ def sync_site(
             catalog=setup.catalog,
             subjects=subjects,
         )
+        _fault_cleared(sessions, site.id, "Patient")
         _remap_stored(sessions, ctx, summary, relinked, everything=False, should_stop=stop)
         for resource_type in MAPPED_TYPES:
             _ingest(source, sessions, ctx, resource_type, sorted(subjects), summary, full, progress, stop)
+            _fault_cleared(sessions, site.id, resource_type)
         if source.complete_listing:
             _retire_vanished(setup, sessions, summary)
         if full:
@@ -245,9 +253,20 @@ def sync_site(
         outcome = "ok"
     except SyncStopped:
         outcome = "stopped"
+    except errors.ServerFault as fault:
+        with sessions.begin() as session:
+            server_faults.record(session, site.id, fault)
+        raise
     finally:
         _finish_run(sessions, summary, outcome, started)
     return summary
+
+
+def _fault_cleared(sessions: sessionmaker[Session], site_id: str, resource_type: str) -> None:
+    """A type read to the end without a server fault: an open ``server_fault`` issue of it resolves."""
+    with sessions.begin() as session:
+        if server_faults.is_open(session, site_id, resource_type):
+            server_faults.clear(session, site_id, resource_type)
 
 
 @_collector.sparing
@@ -329,10 +348,13 @@ def _link_patients(
     Returns ``Patient/<id>`` → subject id, and the patient refs whose link
     changed (e.g. a patient just added to the roster), whose stored resources
     must be mapped again.  Only the link is stored; the Patient resource
-    itself (names, MRNs, birth date) is never kept.
+    itself (names, MRNs, birth date) is never kept.  A patient who joins the
+    roster (no subject before, one now) may have resources stored without a
+    body; ``_requeue_unkept`` has those read from the source again.
     """
     site_id = setup.site.id
     relinked: set[str] = set()
+    joined: set[str] = set()
     with sessions.begin() as session:
         # The site's stored links in one query, not one SELECT per Patient line.
         query = sa.select(models.PatientLink).where(models.PatientLink.site == site_id)
@@ -350,9 +372,14 @@ def _link_patients(
             if link is None:
                 stored[ref] = models.PatientLink(site=site_id, patient_ref=ref, subject_id=subject_id)
                 session.add(stored[ref])
+                if subject_id is not None:
+                    joined.add(ref)
             elif link.subject_id != subject_id:
+                if link.subject_id is None:
+                    joined.add(ref)
                 link.subject_id = subject_id
                 relinked.add(ref)
+        _requeue_unkept(session, site_id, joined)
         links = session.execute(
             sa.select(models.PatientLink.patient_ref, models.PatientLink.subject_id).where(
                 models.PatientLink.site == site_id, models.PatientLink.subject_id.is_not(None)
@@ -361,6 +388,50 @@ def _link_patients(
         subjects = {ref: subject for ref, subject in links if subject is not None}
         _report_unfound_subjects(session, setup, set(subjects.values()))
         return subjects, relinked
+
+
+def _requeue_unkept(session: Session, site_id: str, joined: set[str]) -> None:
+    """Have the resources of patients who just joined the roster read and mapped again.
+
+    A resource of a patient not on the roster is stored without its body
+    (``_kept_raw``), so when the patient joins, ``_remap_stored`` has nothing
+    to map.  Instead its stored version becomes ``NOT_KEPT``, so the next time
+    the source sends it, it is mapped although unchanged, and the site's
+    cursors (watermarks and resume points) are cleared, so that this very
+    pass, which reads the sources right after linking, reads every type in
+    full: an incremental search or ``_since`` export would not send an
+    unchanged resource again.  Both commit with the links, so a pass that
+    stops early leaves the next one the same work.  Nothing happens when no
+    such row exists: the usual new patient (a first pass, a REST or Bulk
+    source that never handed over the patient's data) costs one query per
+    ``UNKEPT_BATCH`` patients, not a full read.
+    """
+    refs = sorted(joined)
+    marked = 0
+    for start in range(0, len(refs), UNKEPT_BATCH):
+        result = session.execute(
+            sa.update(models.SourceResource)
+            .where(
+                models.SourceResource.site == site_id,
+                models.SourceResource.patient_ref.in_(refs[start : start + UNKEPT_BATCH]),
+                models.SourceResource.version != TOO_LARGE,
+                models.SourceResource.outcome != "deleted",
+            )
+            .values(version=NOT_KEPT)
+            .execution_options(synchronize_session=False)
+        )
+        marked += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if marked:
+        session.execute(
+            sa.update(models.SyncCursor)
+            .where(models.SyncCursor.site == site_id)
+            .values(watermark=None, resume=None, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        log.info(
+            "patients joined the roster with resources stored without their body: reading the site in full",
+            extra={"site": site_id, "patients": len(joined), "resources": marked},
+        )
 
 
 def _report_unfound_subjects(session: Session, setup: SiteSetup, found: set[str]) -> None:
@@ -406,6 +477,12 @@ def _remap_stored(
 
     An incremental source will not send an unchanged resource again, so a
     mapping fix must reach the stored copy; one page per transaction.
+    A resource stored without its body (``_kept_raw``: its patient is not on
+    the roster) cannot be mapped again and need not be: while its patient
+    stays off the roster no catalog changes its outcome (the patient is
+    checked before anything the catalog decides), so it only takes the new
+    catalog version.  When its patient joins, ``_requeue_unkept`` has the
+    source send it again.
     """
     stale = sa.select(models.SourceResource).where(
         models.SourceResource.site == ctx.site, models.SourceResource.outcome != "deleted"
@@ -434,9 +511,13 @@ def _remap_stored(
             new_rows = state.PageRows()
             for resource_type, resource_id in keys[start : start + REMAP_PAGE]:
                 row = session.get(models.SourceResource, (ctx.site, resource_type, resource_id))
-                if row is None or row.version == TOO_LARGE:
+                if row is None or row.version in (TOO_LARGE, NOT_KEPT):
                     continue  # gone, or only its reference is stored: nothing to map again
                 raw = orjson.loads(row.raw)
+                if not _has_body(raw):
+                    if _off_roster(row.patient_ref, ctx):
+                        row.catalog_version = ctx.catalog.version
+                    continue
                 model = model_for(resource_type)
                 _ingest_one(
                     session,
@@ -633,7 +714,7 @@ def _ingest_one(
         session.add(row)
     row.version = version
     row.patient_ref = patient_ref
-    row.raw = state.canonical_json(stored_form.for_storage(raw)).decode()  # what re-mapping reads, no more
+    row.raw = _kept_raw(raw, patient_ref, ctx)
     row.catalog_version = ctx.catalog.version
     row.outcome = outcome
     row.last_seen_run = summary.run_id if seen_run is None else seen_run
@@ -641,6 +722,39 @@ def _ingest_one(
     dirty |= state.replace_facts(session, ctx.site, ref, result.facts, known=known, mark=False, page=page)
     state.replace_issues(session, ctx.site, ref, result.issues, known=known)
     return row
+
+
+def _kept_raw(raw: dict[str, Any], patient_ref: str | None, ctx: engine.SiteContext) -> str:
+    """What of a source resource the state keeps: what re-mapping reads, or only its name.
+
+    Of a roster patient's resource, the fields the engine reads
+    (``stored_form``).  Of a resource whose patient is not on the roster,
+    nothing but ``resourceType`` and ``id``: a non-enrolled patient's data
+    never reaches the state database, whichever source handed it over.  The
+    row keeps the bookkeeping (version, patient reference, outcome, last
+    seen run), so an unchanged resource is still skipped, a vanished one
+    retired, and the ``patient_not_on_roster`` issue (which names only the
+    patient reference) still asks a data manager to enrol or ignore.  The
+    console's glimpse of such a resource shows only its type.
+
+    A resource that names no patient at all (``unknown_subject``) keeps its
+    minimised body: it is no identified patient's data, and the data manager
+    needs its code, value and time to find it in the EHR and have the site
+    fix it.
+    """
+    if _off_roster(patient_ref, ctx):
+        return state.canonical_json({"resourceType": raw["resourceType"], "id": raw["id"]}).decode()
+    return state.canonical_json(stored_form.for_storage(raw)).decode()  # what re-mapping reads, no more
+
+
+def _off_roster(patient_ref: str | None, ctx: engine.SiteContext) -> bool:
+    """Whether the resource names a patient (``_patient_ref``) that is not linked to a roster subject."""
+    return bool(patient_ref) and patient_ref not in ctx.subjects
+
+
+def _has_body(raw: dict[str, Any]) -> bool:
+    """False for a stored resource kept only by name (``_kept_raw``, ``_too_large``)."""
+    return not raw.keys() <= {"resourceType", "id"}
 
 
 def _version(raw: dict[str, Any]) -> str:

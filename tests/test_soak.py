@@ -25,6 +25,7 @@ from support import prepare_demo_workdir
 
 WARM_UP = 5  # passes until the caches (compiled statements, catalog memo, SQLite pages) are full
 PASSES = 10
+WINDOWS = 3  # windows of PASSES measured at most (see the test's docstring)
 # Net traced bytes the PASSES after warm-up may add.  Measured: -6 KB to -2 KB.
 # An engine per pass added ~880 KB, the pass's garbage frozen ~330 KB, a lock
 # cycle held across the pass ~30 KB.
@@ -32,26 +33,36 @@ GROWTH_LIMIT = 20_000
 
 
 def test_passes_in_one_process_allocate_nothing_that_stays(tmp_path: Path) -> None:
+    """Up to WINDOWS windows of PASSES passes; one of them must keep under GROWTH_LIMIT.
+
+    Garbage the collector has not reached yet (it runs when it likes: no
+    gc.collect() here, on purpose) shows as growth in some windows and as a
+    fall in the next; a leak grows in every window, so the best one decides.
+    """
     config = prepare_demo_workdir(tmp_path / "demo")
     config = config.model_copy(update={"sites": config.sites[:1]})  # demo-north: quicker, the same code
     already = tracemalloc.is_tracing()
     if not already:
         tracemalloc.start()
+    windows: list[tuple[int, int]] = []
     try:
         for _ in range(WARM_UP):
             job.run_once(config, config.sites)
-        # No gc.collect() here: whether the passes let the collector reach their garbage is under test.
-        before, objects_before = tracemalloc.get_traced_memory()[0], len(gc.get_objects())
-        for _ in range(PASSES):
-            result = job.run_once(config, config.sites)
-        after, objects_after = tracemalloc.get_traced_memory()[0], len(gc.get_objects())
+        while len(windows) < WINDOWS and (not windows or windows[-1][0] >= GROWTH_LIMIT):
+            before, objects_before = tracemalloc.get_traced_memory()[0], len(gc.get_objects())
+            for _ in range(PASSES):
+                result = job.run_once(config, config.sites)
+            after, objects_after = tracemalloc.get_traced_memory()[0], len(gc.get_objects())
+            windows.append((after - before, objects_after - objects_before))
     finally:
         if not already:
             tracemalloc.stop()
     assert [s.outcomes["mapped"] for s in result.syncs] == [0], "passes after the first find nothing new"
-    assert after - before < GROWTH_LIMIT, (
-        f"{PASSES} passes after warm-up kept {after - before:,} more bytes "
-        f"({objects_after - objects_before:+,} objects tracked by gc)"
+    assert min(grown for grown, _ in windows) < GROWTH_LIMIT, (
+        "every window of {} passes kept more: {}".format(
+            PASSES,
+            ", ".join(f"{grown:,} bytes ({objects:+,} objects tracked by gc)" for grown, objects in windows),
+        )
     )
 
 

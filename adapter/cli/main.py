@@ -1,7 +1,7 @@
 """The ``trial-adapter`` command line.
 
-Thin commands over the library (STYLE.md "CLI"): each parses its options,
-loads the config, calls one library function and reports.  ``run()`` is the
+Thin commands over the library (as in smart-fetch's ``cli/``): each parses
+its options, loads the config, calls one library function and reports.  ``run()`` is the
 console-script entry point; tests call ``app`` through typer's CliRunner or
 ``main(argv)``.
 """
@@ -52,8 +52,9 @@ Exit codes: 0 ok, 3 bad config, 4 bad mapping file, 5 source unreadable,
 6 state database unusable, 7 delivery failed (sync, push: items wait because
 their last attempt failed; check: the repository cannot be reached, refuses
 the credentials or cannot be written), 8 retraction held back (the source
-stopped listing all or most of a type; see accept-retraction), 10 open
-issues with --fail-on-issues.
+stopped listing all or most of a type; see accept-retraction), 9 server
+fault (the EHR answered a search with results it did not ask for; see
+check), 10 open issues with --fail-on-issues.
 """
 
 app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None, add_completion=False)

@@ -186,6 +186,7 @@ def print_check(config: config_mod.Config) -> list[int]:
         failures.append(exc.exit_code)
         problems.append(f"state database: {exc}")
     for site in config.sites:
+        setup: SiteSetup | None = None
         try:
             setup = SiteSetup.load(config, site)
             table.add_row(
@@ -199,7 +200,7 @@ def print_check(config: config_mod.Config) -> list[int]:
             problems.append(f"{site.id}: {exc}")
         failures += _print_fix_file_check(table, config, site.id, problems)
         if not isinstance(site.source, config_mod.NdjsonSource):
-            failures += _print_server_checks(table, site.id, site.source, problems)
+            failures += _print_server_checks(table, site.id, site.source, problems, setup)
             continue
         try:
             lines = ndjson.count_lines(site.source.path)
@@ -271,11 +272,22 @@ def _print_fix_file_check(
 
 
 def _print_server_checks(
-    table: Table, site_id: str, server: fhir_settings.FhirServerSettings, problems: list[str]
+    table: Table,
+    site_id: str,
+    server: fhir_settings.FhirServerSettings,
+    problems: list[str],
+    setup: SiteSetup | None = None,
 ) -> list[int]:
-    """Rows for a FHIR-server source (``adapter.fhir.capability``); the exit codes of red ones."""
+    """Rows for a FHIR-server source (``adapter.fhir.capability``); the exit codes of red ones.
+
+    With the site's setup (roster and catalog loaded), a ``fhir-rest`` site also
+    gets the behaviour rows ("behaviour: ...", ``adapter.fhir.probe``); without
+    it they are left out, and the setup's own row says why.
+    """
     failures = []
-    for row in capability.check_server(site_id, server):
+    roster = setup.roster if setup is not None else None
+    catalog = setup.catalog if setup is not None else None
+    for row in capability.check_server(site_id, server, roster=roster, catalog=catalog):
         if row.ok:
             verdict = "[yellow]warning[/yellow]" if row.warning else "[green]ok[/green]"
             table.add_row(site_id, row.item, f"{verdict} ({escape(row.detail)})")

@@ -4,7 +4,7 @@ A search answers with ``searchset`` Bundles chained by their ``next`` links
 (https://hl7.org/fhir/R4/http.html#paging).  The chain is walked with a loop,
 not recursion, and a next link to a page already read ends the walk with an
 error: a server whose page links to itself must not keep a scheduled pass
-busy forever (the trap STYLE.md points out in smart-fetch
+busy forever (the trap of paging by recursion, as in smart-fetch's
 ``crawl_bundle_chain``).  The check runs before the page is handed on, so its
 cursor (which holds that next link) is never committed, and the pages read
 can be shared by all searches of a pass: a next link into another search
@@ -24,6 +24,7 @@ it is not handed on, and its ``BadLine`` names it, so the sync raises
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email.utils
 import logging
@@ -35,7 +36,7 @@ from typing import Any
 import orjson
 
 from adapter import errors
-from adapter.fhir import http, ndjson
+from adapter.fhir import http, ndjson, verify
 from adapter.fhir.ndjson import BadLine, SourceLine
 
 log = logging.getLogger(__name__)
@@ -69,14 +70,22 @@ def walk(
     sensitive: Iterable[str] = (),
     strict: bool = True,
     visited: set[str] | None = None,
+    search: Mapping[str, str] | None = None,
+    next_links: str = "repair",
 ) -> Iterator[SearchPage]:
     """Every page of one search, first to last; ``url`` may also be a saved next link.
 
     ``visited`` collects the pages read; pass the same set to every search of
-    a pass, so a next link back into any of them is caught.
+    a pass, so a next link back into any of them is caught.  ``search`` is the
+    search's own parameters (also when ``url`` is a saved next link): every
+    result is checked against them (``adapter.fhir.verify``), and a next link
+    that dropped them is repaired or, with ``next_links="refuse"``, refused.
     """
     sensitive = tuple(sensitive)
     visited = set() if visited is None else visited
+    if search is None:
+        search = params or {}
+    expected = verify.Expected.of_search(resource_type, search)
     page = read_page(
         client,
         url,
@@ -85,8 +94,10 @@ def walk(
         sensitive=sensitive,
         first=True,
         strict=strict,
+        expected=expected,
     )
     while True:
+        page = _checked_next(client, page, resource_type, search, next_links)
         visited.add(_normal(page.url))
         if page.next_url is not None and _normal(page.next_url) in visited:
             raise errors.SourceError(
@@ -104,7 +115,34 @@ def walk(
             sensitive=sensitive,
             first=False,
             strict=strict,
+            expected=expected,
         )
+
+
+def _checked_next(
+    client: http.FhirClient, page: SearchPage, resource_type: str, search: Mapping[str, str], next_links: str
+) -> SearchPage:
+    """The page with its next link repaired if the link lost the search's parameters (or a fault)."""
+    if page.next_url is None:
+        return page
+    lost = verify.lost_params(resource_type, search, page.next_url)
+    if not lost:
+        return page
+    said = ", ".join(lost)
+    if next_links == "refuse":
+        raise errors.ServerFault(
+            f"site {client.site}: {http.redact_url(page.url)}: the server's next links drop the search "
+            f"parameters ({said}), so the next page would hold other patients' data; nothing from this "
+            'page was stored (set next_links = "repair" to put the parameters back)',
+            fault="next_link_drops_params",
+            resource_type=resource_type,
+            setting="next_links",
+        )
+    log.warning(
+        "the server's next links drop the search parameters; they are put back (next_links = repair)",
+        extra={"site": client.site, "resource_type": resource_type, "lost": said},
+    )
+    return dataclasses.replace(page, next_url=verify.repaired(page.next_url, search, lost))
 
 
 def read_page(
@@ -116,8 +154,12 @@ def read_page(
     sensitive: Iterable[str] = (),
     first: bool = True,
     strict: bool = True,
+    expected: verify.Expected | None = None,
 ) -> SearchPage:
-    """Fetch one page and check it is a usable ``searchset`` Bundle."""
+    """Fetch one page and check it is a usable ``searchset`` Bundle.
+
+    With ``expected``, every resource on it must fit the search (``verify.check``).
+    """
     sensitive = tuple(sensitive)
     if not client.same_server(client.url(url)):
         raise _broken(client, url, "a saved next link points to another server than base_url")
@@ -146,6 +188,11 @@ def read_page(
         raise errors.SourceError(f"{where}: the Bundle says total {total} but carries no entries")
     # Only an answer larger than the limit can hold a resource larger than it: measure only then.
     limit = client.max_resource_bytes if len(response.content) > client.max_resource_bytes else None
+    if expected is not None:
+        for entry in entries:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(resource, dict) and _is_result(entry, resource):
+                verify.check(expected, resource, where)
     lines = list(_lines(entries, resource_type, client.site, sensitive, limit))
     return SearchPage(response.url, lines, next_url, _server_time(body, response.headers), total)
 
@@ -181,6 +228,13 @@ def _lines(
             yield BadLine(resource_type, ref, problem, ref=ref, patient_ref=_patient(resource))
         else:
             yield SourceLine(resource_type, resource, f"{resource_type}/{resource['id']}")
+
+
+def _is_result(entry: dict[str, Any], resource: dict[str, Any]) -> bool:
+    """A search match (not an ``_include``d resource, not a server message)."""
+    search = entry.get("search")
+    mode = search.get("mode") if isinstance(search, dict) else None
+    return mode not in ("include", "outcome") and resource.get("resourceType") != "OperationOutcome"
 
 
 def _patient(resource: dict[str, Any]) -> str | None:

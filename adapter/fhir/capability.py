@@ -5,19 +5,25 @@ It reads what the server says about itself: the CapabilityStatement at
 version, resource types, search parameters, operations) and, for SMART
 sites, ``.well-known/smart-configuration``
 (https://hl7.org/fhir/smart-app-launch/conformance.html); then it tries the
-configured auth with one small search.  Each finding is a row, ok or not,
-and a row that is not ok says what to change.  Nothing is written anywhere.
+configured auth with one small search, and for a ``fhir-rest`` site probes
+how the server really answers (``adapter.fhir.probe``).  Each finding is a
+row, ok or not, and a row that is not ok says what to change.  Nothing is
+written anywhere.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapter import errors
 from adapter.fhir import auth, connect, http
 from adapter.fhir import settings as fhir_settings
+
+if TYPE_CHECKING:
+    from adapter import roster as roster_mod
+    from adapter.mapping import catalog as catalog_mod
 
 # The searches the REST source runs, per resource type (rest.py).
 NEEDED_SEARCH_PARAMS = {
@@ -41,8 +47,15 @@ def check_server(
     server: fhir_settings.FhirServerSettings,
     *,
     client: http.FhirClient | None = None,
+    roster: roster_mod.Roster | None = None,
+    catalog: catalog_mod.Catalog | None = None,
 ) -> list[CheckRow]:
-    """Every check for one site's FHIR server, in the order a person would fix them."""
+    """Every check for one site's FHIR server, in the order a person would fix them.
+
+    With the site's roster and catalog, a ``fhir-rest`` site whose auth row is
+    ok also gets the behaviour probes (``adapter.fhir.probe``): small real
+    searches that show how the server answers the REST source's searches.
+    """
     rows: list[CheckRow] = []
     try:
         client = client or connect.client_for(site, server)
@@ -58,7 +71,13 @@ def check_server(
         smart = _fetch(rows, "SMART configuration", lambda: auth.smart_configuration(client))
         if smart is not None:
             rows.append(smart_row(smart))
-    rows.append(_try_auth(client, server))
+    auth_row = _try_auth(client, server)
+    rows.append(auth_row)
+    if auth_row.ok and isinstance(server, fhir_settings.RestSource):
+        if roster is not None and catalog is not None:
+            from adapter.fhir import probe  # probe builds CheckRows: imported here, not at the top
+
+            rows.extend(probe.probe_server(site, server, client, roster=roster, catalog=catalog))
     return rows
 
 

@@ -1,6 +1,6 @@
 """The FHIR REST search source: roster patients by identifier, their data in batches, page by page.
 
-DESIGN.md §2.  Patients are found by searching their roster identifiers
+docs/design.md §2.  Patients are found by searching their roster identifiers
 (``Patient?identifier=system|value,...``), never by name.  Then, per
 resource type, one search per batch of patients (``patient=a,b,c``):
 Observations only with the catalog's mapped codes (long code lists are split
@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import orjson
+import prometheus_client
 
 from adapter import roster as roster_mod
-from adapter.fhir import bundles, connect, http, medications, prefetch
+from adapter.fhir import bundles, connect, http, medications, prefetch, verify
 from adapter.fhir import settings as fhir_settings
 from adapter.fhir.ndjson import BadLine, SourceLine
 from adapter.fhir.source import Page
@@ -44,6 +45,11 @@ from adapter.mapping.facts import ConceptKind
 
 log = logging.getLogger(__name__)
 
+UNASKED_PATIENTS = prometheus_client.Counter(
+    "trial_adapter_unasked_patients_dropped",
+    "Patients a site's Patient search returned without any searched identifier (dropped), by site.",
+    ["site"],
+)
 OBSERVATION_KINDS = frozenset({ConceptKind.LAB, ConceptKind.VITAL, ConceptKind.SCORE})
 CURSOR_VERSION = 1
 T = TypeVar("T")
@@ -180,7 +186,14 @@ class RestSearchSource:
     def patients(self) -> Iterator[SourceLine | BadLine]:
         """Roster patients, found by identifier search in batches; each Patient once."""
         self._complete_pass = True  # a pass begins; pages() clears it if the pass is partial
+        if not self.settings.incremental:
+            log.warning(
+                "incremental passes are off for this source (incremental = false): every pass reads "
+                "everything; a fhir-bulk source with _since costs the EHR less if the server offers it",
+                extra={"site": self.site},
+            )
         seen: set[str] = set()
+        unasked = 0
         pages_read: set[str] = set()  # one set for all batches: see bundles.walk
         entries = sorted(self.roster.entries, key=lambda e: (e.identifier_system, e.identifier_value))
         for batch in chunks(entries, self.settings.patient_batch_size):
@@ -189,6 +202,7 @@ class RestSearchSource:
             ]
             params = {"identifier": ",".join(tokens), "_count": str(max(self.settings.page_size, len(batch)))}
             values = [e.identifier_value for e in batch]
+            asked = verify.Expected.of_search("Patient", params)
             for page in bundles.walk(
                 self.client,
                 "Patient",
@@ -197,13 +211,24 @@ class RestSearchSource:
                 sensitive=values,
                 strict=self.settings.strict_search,
                 visited=pages_read,
+                next_links=self.settings.next_links,
             ):
                 for line in page.lines:
                     if isinstance(line, SourceLine):
+                        if not verify.asked_patient(asked, line.resource):
+                            unasked += 1
+                            continue
                         if line.resource["id"] in seen:
                             continue
                         seen.add(line.resource["id"])
                     yield line
+        if unasked:
+            log.warning(
+                "the server's Patient search returned patients that were not asked for (none of the "
+                "searched identifiers is on them); they were dropped, nothing of theirs is read",
+                extra={"site": self.site, "count": unasked},
+            )
+            UNASKED_PATIENTS.labels(site=self.site).inc(unasked)
 
     def pages(
         self,
@@ -213,7 +238,13 @@ class RestSearchSource:
         since: dt.datetime | None,
         resume: str | None,
     ) -> Iterator[Page]:
-        """Pages of one resource type for these patients, resuming after ``resume`` if it fits."""
+        """Pages of one resource type for these patients, resuming after ``resume`` if it fits.
+
+        With ``incremental = false`` (a server that ignores ``_lastUpdated``)
+        ``since`` is not asked: every pass reads everything, and is complete.
+        """
+        if not self.settings.incremental:
+            since = None
         if since is not None or resume is not None:
             self._complete_pass = False
         pages = self._pages(resource_type, patient_refs, since, resume)
@@ -255,6 +286,8 @@ class RestSearchSource:
                 sensitive=patient_ids,
                 strict=self.settings.strict_search,
                 visited=pages_read,
+                search=dict(query.params),
+                next_links=self.settings.next_links,
             )
             for page in walk:
                 if first_page:

@@ -20,6 +20,8 @@ from typing import Annotated, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapter.fhir import profiles
+
 Strict = ConfigDict(extra="forbid", frozen=True)
 Resolve = Callable[[Path], Path]
 
@@ -224,7 +226,7 @@ class FhirServerSettings(BaseModel):
 
 
 class RestSource(FhirServerSettings):
-    """The FHIR search API (DESIGN.md §2): roster patients in batches, paged, incremental."""
+    """The FHIR search API (docs/design.md §2): roster patients in batches, paged, incremental."""
 
     kind: Literal["fhir-rest"] = Field(description='"fhir-rest": the site\'s FHIR R4 search API')
     patient_batch_size: int = Field(
@@ -248,6 +250,35 @@ class RestSource(FhirServerSettings):
         description="true (the default) asks the server to refuse search parameters it does not support "
         "(Prefer: handling=strict) instead of ignoring them; false only for servers that reject the header",
     )
+    server_profile: profiles.ServerProfile = Field(
+        "generic",
+        description='the EHR\'s FHIR server: "generic" (the default: only what FHIR R4 promises), "epic", '
+        '"oracle-health" or "hapi"; sets the vendor\'s known defaults (docs/sources.md, "Server '
+        'profiles") for every setting this table does not give itself',
+    )
+    incremental: bool = Field(
+        True,
+        description="true (the default): passes between full sweeps ask only for what changed "
+        "(_lastUpdated); false for a server that ignores _lastUpdated (trial-adapter check says so): every "
+        "pass reads everything (consider fhir-bulk with _since instead)",
+    )
+    next_links: Literal["repair", "refuse"] = Field(
+        "repair",
+        description="what to do with a next link that drops the search's parameters (patient, code, "
+        '...): "repair" (the default) puts them back and warns; "refuse" stops the pass with a server '
+        "fault",
+    )
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _profile_defaults(cls, data: object) -> object:
+        """A profile's defaults fill the keys the site did not write; the site's own keys win."""
+        if not isinstance(data, dict):
+            return data
+        profile = data.get("server_profile", "generic")
+        if not isinstance(profile, str):
+            return data
+        return {**profiles.defaults(profile), **data}
 
     def resolved(self, resolve: Resolve, study_mappings: Path) -> RestSource:
         del study_mappings  # Observation searches are filtered by the catalog the sync maps with

@@ -1,6 +1,6 @@
 """Typed mapping issues: the reason a source value did not become a fact.
 
-Nothing is dropped silently (DESIGN.md §3): every source resource either
+Nothing is dropped silently (docs/design.md §3): every source resource either
 yields facts or at least one issue.  An issue has a stable ``key`` so that
 re-running a sync finds the same issue again instead of adding a duplicate.
 Issues carry no PHI: the subject is a trial subject id (or ``None`` when the
@@ -34,6 +34,7 @@ class IssueKind(StrEnum):
     UNKNOWN_SUBJECT = "unknown_subject"
     DELIVERY_FAILED = "delivery_failed"
     RETRACTION_HELD = "retraction_held"  # a pass would have retracted all or most of a type
+    SERVER_FAULT = "server_fault"  # the site's server answered a search with results not asked for
 
 
 # What usually resolves each kind, for the person looking at one (the console's
@@ -73,6 +74,11 @@ GUIDANCE: dict[IssueKind, str] = {
     "interface team; it resolves when a corrected version arrives.",
     IssueKind.DELIVERY_FAILED: "The trial repository refused or did not answer. Site IT: check "
     "`trial-adapter outbox` and the repository settings; the item is retried by itself.",
+    IssueKind.SERVER_FAULT: "The site's FHIR server answered a search with results the search did not "
+    "ask for (other patients, other codes, older changes, or next links that lost the search), so the "
+    "adapter stopped reading that type and stored nothing of the page. Run trial-adapter check: its "
+    "behaviour rows say what the server does and which source setting adapts to it. It resolves at the "
+    "first pass that reads the type without a fault.",
     IssueKind.RETRACTION_HELD: "The source suddenly lists far fewer resources of this type, so nothing was "
     "retracted. Site IT: check the export file or the EHR search; once the resources are listed again "
     "this resolves at the next sync. If the site really deleted them, accept it with "

@@ -44,9 +44,7 @@ RESOURCE_TYPES = (
 )  # fmt: skip
 # The safety net: a resource type, a slash and anything up to white space or a quote
 # (the adapter quotes site values with repr), without trailing punctuation.
-SOURCE_REF = re.compile(
-    rf"\b(?:{'|'.join(RESOURCE_TYPES)})/[^\s'\"<>]*[^\s'\"<>:;,.)\]]"
-)
+SOURCE_REF = re.compile(rf"\b(?:{'|'.join(RESOURCE_TYPES)})/[^\s'\"<>]*[^\s'\"<>:;,.)\]]")
 
 
 def is_reference(source: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,9 +11,10 @@ import pytest
 from adapter import job, paths
 from adapter.fhir import http
 
-from fhirserver import FhirServer, fhir_server, fhir_server_factory  # noqa: F401
+from fhirserver import FhirServer, FhirServerFactory, fhir_server, fhir_server_factory  # noqa: F401
 from fhirtesting import BASE, Sleeps, demo_config
 from golden import repository_records
+from quirkproxy import QuirkServer, start_quirk_server
 
 
 @pytest.fixture
@@ -43,3 +45,26 @@ def ndjson_records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[s
         job.run_once(config, config.sites)
         result[site] = repository_records(config)
     return result
+
+
+@pytest.fixture(scope="session")
+def quirk_backend(fhir_server_factory: FhirServerFactory) -> Iterator[QuirkServer]:  # noqa: F811
+    """One server with both demo sites and extra non-roster patients, behind a quirk proxy (read-only)."""
+    site = start_quirk_server(fhir_server_factory, paths.demo_data_dir())
+    try:
+        yield site
+    finally:
+        site.proxy.stop()  # the factory stops the server
+
+
+@pytest.fixture
+def quirk_server(quirk_backend: QuirkServer) -> Iterator[QuirkServer]:
+    """The quirk server with every quirk off and the counts cleared; switch quirks on in the test.
+
+    ``.url`` (the base URL through the proxy), ``.quirks`` (a live ``Quirks``),
+    ``.injected`` / ``.requests`` / ``.added`` (what the proxy did), ``.reset()``;
+    ``.roster_patients``, ``.foreign_patients`` and ``.foreign`` name the data.
+    """
+    quirk_backend.reset()
+    yield quirk_backend
+    quirk_backend.reset()

@@ -268,10 +268,15 @@ def test_a_resource_over_the_limit_becomes_an_issue_and_takes_back_its_facts(tmp
         assert issue is not None and issue.status == "open" and issue.subject_id == "S-1"
         assert "52,428,800 bytes" in issue.detail and "max_resource_bytes" in issue.detail
         row = session.get(models.SourceResource, ("capped", "Observation", "o1"))
-        assert row is not None and row.version == TOO_LARGE and orjson.loads(row.raw) == {
-            "resourceType": "Observation",
-            "id": "o1",
-        }
+        assert (
+            row is not None
+            and row.version == TOO_LARGE
+            and orjson.loads(row.raw)
+            == {
+                "resourceType": "Observation",
+                "id": "o1",
+            }
+        )
         assert session.scalar(sa.select(sa.func.count()).select_from(models.FactRow)) == 0
         everything = " ".join(str(v) for v in session.scalars(sa.select(models.SourceResource.raw)))
         assert CONTENT_MARKER not in everything

@@ -168,9 +168,9 @@ class Install:
         self.config.write_text(
             f"""
 [store]
-url = "sqlite:///{self.var / 'state.db'}"
+url = "sqlite:///{self.var / "state.db"}"
 [privacy]
-hmac_key_file = "{self.var / 'secrets' / 'site.key'}"
+hmac_key_file = "{self.var / "secrets" / "site.key"}"
 [[sites]]
 id = "{SITE}"
 timezone = "Asia/Shanghai"
