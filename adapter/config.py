@@ -105,22 +105,6 @@ class SiteConfig(BaseModel):
         return value
 
 
-class FileRepository(BaseModel):
-    model_config = StrictModel
-
-    kind: Literal["file"] = Field(description='"file": NDJSON files per record type plus a manifest')
-    path: Path = Field(description="folder the trial-repository files are written to")
-
-
-RepositoryConfig = Annotated[
-    FileRepository
-    | sink_settings.HttpRepository
-    | sink_settings.FhirRepository
-    | sink_settings.RedcapRepository,
-    Field(discriminator="kind"),
-]
-
-
 class ScheduleConfig(BaseModel):
     model_config = StrictModel
 
@@ -268,7 +252,7 @@ class Config(BaseModel):
     store: StoreConfig = StoreConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     sites: list[SiteConfig] = Field(min_length=1, description="one [[sites]] table per hospital site")
-    repository: RepositoryConfig
+    repository: sink_settings.RepositoryConfig
     schedule: ScheduleConfig = ScheduleConfig()
     sync: SyncConfig = SyncConfig()
     service: ServiceConfig = ServiceConfig()
@@ -355,7 +339,7 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
             "store": config.store.model_copy(update={"url": store_url}),
             "privacy": privacy,
             "sites": sites,
-            "repository": _resolve_repository(config.repository, resolve),
+            "repository": config.repository.resolved(resolve),
             "console": config.console.model_copy(
                 update={"session_secret_file": resolve(config.console.session_secret_file)}
             ),
@@ -367,12 +351,6 @@ def _resolve_source(source: Any, resolve: Any, mappings: Path) -> Any:
     if isinstance(source, NdjsonSource):
         return source.model_copy(update={"path": resolve(source.path)})
     return source.resolved(resolve, mappings)
-
-
-def _resolve_repository(repository: Any, resolve: Any) -> Any:
-    if isinstance(repository, FileRepository):
-        return repository.model_copy(update={"path": resolve(repository.path)})
-    return repository.resolved(resolve)
 
 
 def _resolve_sqlite_url(url: str, base_dir: Path) -> str:
@@ -451,7 +429,6 @@ def _tagged_models() -> dict[str, Any]:
     """Discriminator tags pydantic puts into error locations, and the model each one picks."""
     return {
         "ndjson": NdjsonSource,
-        "file": FileRepository,
         **fhir_settings.TAGGED_MODELS,
         **sink_settings.TAGGED_MODELS,
     }

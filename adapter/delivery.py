@@ -28,7 +28,7 @@ A pass ends by saying whether items wait because their last attempt failed
 (``DrainSummary.retrying``), with the error and when the next attempt is
 due, so ``push`` and ``sync --once`` can fail loudly (exit 7) instead of
 reporting "0 delivered" as success.  Error messages are stored and shown
-with credentials blanked (``transport.redacted``).
+with credentials blanked (``adapter.net.credentials.redacted``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.mapping.issues import IssueKind, MappingIssue
-from adapter.sinks import transport
+from adapter.net import credentials
 from adapter.sinks.base import Delivery, Sink
 from adapter.store import models, state
 from adapter.store.models import utcnow
@@ -157,7 +157,7 @@ def _drain(
                 if result is None or result.ok:
                     summary.waiting += 1
                     continue
-                error = transport.redacted(result.error or "unknown error")
+                error = credentials.redacted(result.error or "unknown error")
                 _record_failure(session, item, error, max_attempts, now())
                 summary.failed += 1
                 if summary.error is None:
@@ -190,12 +190,12 @@ def _note_retries(session: Session, summary: DrainSummary) -> None:
         sa.select(sa.func.count(), sa.func.min(item.next_attempt_at)).where(failing)
     ).one()
     summary.retrying = int(count or 0)
-    summary.next_retry_at = _aware(first_due) if first_due is not None else None
+    summary.next_retry_at = first_due if first_due is not None else None
     if summary.retrying and summary.error is None:
         last = session.scalar(
             sa.select(item.last_error).where(failing).order_by(item.next_attempt_at, item.id).limit(1)
         )
-        summary.error = transport.redacted(last) if last else None
+        summary.error = credentials.redacted(last) if last else None
 
 
 def due_deliveries(
@@ -228,7 +228,7 @@ def deliveries(session: Session, items: Sequence[models.OutboxItem]) -> list[Del
             operation="upsert" if item.operation == "upsert" else "retract",
             payload=orjson.loads(item.payload),
             previous=previous.get(item.id),
-            enqueued_at=_aware(item.created_at) if item.created_at is not None else None,
+            enqueued_at=item.created_at if item.created_at is not None else None,
         )
         for item in items
     ]
@@ -296,7 +296,7 @@ def _due(
     due = []
     for item in items:
         key = (item.site, item.subject_id)
-        not_yet = not retry_now and item.next_attempt_at is not None and _aware(item.next_attempt_at) > at
+        not_yet = not retry_now and item.next_attempt_at is not None and item.next_attempt_at > at
         if key in blocked or not_yet:
             blocked.add(key)
             summary.waiting += 1
@@ -337,11 +337,6 @@ def _resolve_failure(session: Session, item: models.OutboxItem) -> None:
 def _chunks(values: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
     """Slices small enough for any SQLite's limit on bound parameters (999 before 3.32)."""
     return [values[start : start + size] for start in range(0, len(values), size)]
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    """SQLite returns naive datetimes for timezone-aware columns: they are UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 # ----------------------------------------------------------------- the backlog, for people
@@ -402,8 +397,8 @@ def outbox_report(session: Session, *, failures: int = 20) -> OutboxReport:
             session.scalar(sa.select(sa.func.count()).where(pending, item.last_error.is_not(None))) or 0
         ),
         delivered=int(session.scalar(sa.select(sa.func.count()).where(item.delivered_at.is_not(None))) or 0),
-        oldest_pending_at=_aware(oldest) if oldest else None,
-        last_delivered_at=_aware(last) if last else None,
+        oldest_pending_at=oldest if oldest else None,
+        last_delivered_at=last if last else None,
         pending_by_type=by_type,
         failures=[
             FailingItem(
@@ -414,8 +409,8 @@ def outbox_report(session: Session, *, failures: int = 20) -> OutboxReport:
                 record_id=row.record_id,
                 operation=row.operation,
                 attempts=row.attempts,
-                next_attempt_at=_aware(row.next_attempt_at) if row.next_attempt_at else None,
-                last_error=transport.redacted(row.last_error or ""),
+                next_attempt_at=row.next_attempt_at if row.next_attempt_at else None,
+                last_error=credentials.redacted(row.last_error or ""),
             )
             for row in failing_rows
         ],

@@ -101,12 +101,6 @@ class StoreError(AdapterError):
     exit_code = EXIT_STORE
 
 
-class DeliveryError(AdapterError):
-    """A sink could not deliver; the outbox keeps the items for retry."""
-
-    exit_code = EXIT_DELIVERY
-
-
 class FatalExit(SystemExit):
     """Raised by ``fatal``; carries the message for the CLI to print."""
 

@@ -38,7 +38,7 @@ from adapter import actors, errors, locks
 from adapter import config as config_mod
 from adapter.mapping import catalog as catalog_mod
 from adapter.mapping import overrides, units
-from adapter.store import models
+from adapter.store import models, state
 from adapter.store.models import utcnow
 from adapter.sync import SiteSetup, remap_site
 
@@ -168,7 +168,7 @@ def ignore_issue(sessions: sessionmaker[Session], key: str, reason: str, *, acto
             raise FixRefused(f"the issue is {row.status}, not open; only open issues can be ignored")
         before, reason_before = row.status, row.reason
         row.status, row.reason, row.resolved_at = "ignored", reason, utcnow()
-        entry = _audit(
+        entry = state.audit(
             session,
             actor,
             IGNORE_ISSUE,
@@ -357,7 +357,7 @@ def _apply_override(
             if undoes is not None:
                 detail["undoes"] = undoes
             target = f"audit:{undoes}" if undoes is not None else f"{site_id}:{table}:{key}"
-            entry = _audit(session, actor, action, target, **detail)
+            entry = state.audit(session, actor, action, target, **detail)
     return FixResult(
         audit_id=entry.id,
         action=action,
@@ -384,7 +384,7 @@ def _undo_ignore(
         restored = detail.get("before") or "open"
         row.status, row.reason = restored, detail.get("reason_before")
         row.resolved_at = None if restored == "open" else row.resolved_at
-        undo_entry = _audit(
+        undo_entry = state.audit(
             session,
             actor,
             UNDO,
@@ -401,14 +401,6 @@ def _undo_ignore(
         site=row.site,
         summary=f"Undid audit entry {audit_id}: {row.key} is {restored} again",
     )
-
-
-def _audit(session: Session, actor: str, action: str, target: str, **detail: Any) -> models.AuditEntry:
-    """Like ``state.audit``, but hands back the entry, whose id the result page links to."""
-    entry = models.AuditEntry(actor=actor, action=action, target=target, detail=detail)
-    session.add(entry)
-    session.flush()
-    return entry
 
 
 def _counts_sentence(changed: int, resolved: tuple[str, ...], opened: tuple[str, ...]) -> str:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
 from adapter import delivery, errors, fixes, locks, redelivery
-from adapter.fhir import factory as source_factory
+from adapter.fhir.validation import Mode
 from adapter.sinks import factory, identity
 from adapter.store import db, models
 from adapter.store.models import utcnow
@@ -58,7 +58,7 @@ def expected_lines(setups: Sequence[SiteSetup]) -> int:
     """Source lines to read, for a progress bar."""
     total = 0
     for setup in setups:
-        source = source_factory.make_source(setup.site, catalog=setup.catalog, roster=setup.roster)
+        source = setup.make_source()
         total += source.expected_total() or 0
     return total
 
@@ -71,8 +71,13 @@ def run_once(
     deliver: bool = True,
     progress: Progress | None = None,
     should_stop: StopCheck | None = None,
+    validation: Mode = "lean",
 ) -> JobResult:
-    """Sync ``sites`` (all files loaded and checked first), then deliver."""
+    """Sync ``sites`` (all files loaded and checked first), then deliver.
+
+    ``validation`` picks the models source resources are validated with
+    (``adapter.fhir.validation``; ``r4b`` e.g. for bench/map_bench.py).
+    """
     return run_setups(
         config,
         load_setups(config, sites),
@@ -80,6 +85,7 @@ def run_once(
         deliver=deliver,
         progress=progress,
         should_stop=should_stop,
+        validation=validation,
     )
 
 
@@ -91,6 +97,7 @@ def run_setups(
     deliver: bool = True,
     progress: Progress | None = None,
     should_stop: StopCheck | None = None,
+    validation: Mode = "lean",
 ) -> JobResult:
     """``run_once`` for sites already loaded (``load_setups``), e.g. to size a progress bar first."""
     sessions = db.open_store(config.store.url)
@@ -98,7 +105,9 @@ def run_setups(
     for setup in setups:
         if carry_over_fixes(config, sessions, setup.site.id):
             setup = SiteSetup.load(config, setup.site)
-        summary = sync_locked(setup, sessions, full=full, progress=progress, should_stop=should_stop)
+        summary = sync_locked(
+            setup, sessions, full=full, progress=progress, should_stop=should_stop, validation=validation
+        )
         if summary is None:
             result.busy.append(setup.site.id)
         else:
@@ -117,6 +126,7 @@ def sync_locked(
     full: bool = False,
     progress: Progress | None = None,
     should_stop: StopCheck | None = None,
+    validation: Mode = "lean",
 ) -> SyncSummary | None:
     """One pass of one site under its lock; None when another process holds the lock.
 
@@ -132,7 +142,12 @@ def sync_locked(
     with lock:
         _close_interrupted_runs(sessions, site_id)
         return sync_site(
-            setup, sessions, full=full, progress=progress, should_stop=lambda: asked() or lock.lost
+            setup,
+            sessions,
+            full=full,
+            progress=progress,
+            should_stop=lambda: asked() or lock.lost,
+            validation=validation,
         )
 
 

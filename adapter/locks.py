@@ -109,7 +109,7 @@ def held_by_live_holder(engine: Engine, name: str) -> bool:
                 models.SiteLock.site == name
             )
         ).first()
-    return row is not None and not _abandoned(row.holder, _aware(row.heartbeat_at), utcnow(), LEASE)
+    return row is not None and not _abandoned(row.holder, row.heartbeat_at, utcnow(), LEASE)
 
 
 class _Heartbeat:
@@ -132,7 +132,7 @@ class _Heartbeat:
         self._thread.join(timeout=5)
         # The lock's heartbeat calls the lock (``beat`` is its bound method): a
         # cycle only a full collection frees, and a lock taken before a pass and
-        # released after it was frozen with the heap (``sync._Collector``).
+        # released after it was frozen with the heap (``adapter.sync.collector``).
         self._beat = _stopped
 
 
@@ -246,7 +246,7 @@ class LeaseLock:
         if row is None:  # released in between
             return cls(engine, name, holder, lease) if cls._insert(engine, name, holder) else None
         old_holder, heartbeat_at = row
-        if not _abandoned(old_holder, _aware(heartbeat_at), now, lease):
+        if not _abandoned(old_holder, heartbeat_at, now, lease):
             return None
         with engine.begin() as connection:
             taken = connection.execute(
@@ -329,8 +329,3 @@ def _abandoned(holder: str, heartbeat_at: dt.datetime, now: dt.datetime, lease: 
     except PermissionError:
         return False  # exists, owned by another user
     return False
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive datetimes for timezone-aware columns: they are UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)

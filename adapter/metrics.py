@@ -194,9 +194,8 @@ class StoreCollector(Collector):
 
 
 def _epoch(moment: dt.datetime) -> float:
-    """A stored timestamp as Unix time (SQLite hands back naive UTC datetimes)."""
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
-    return aware.timestamp()
+    """A stored timestamp (always timezone-aware, see ``models.UTCDateTime``) as Unix time."""
+    return moment.timestamp()
 
 
 def exposition() -> tuple[bytes, str]:

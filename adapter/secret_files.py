@@ -7,6 +7,8 @@ group or others is a warning naming the file and the ``chmod`` that fixes it
 (never the content), so a key copied with a loose umask does not go unseen.
 It is a warning, not a refusal, because some sites hand secrets to a service
 through a group-readable mount (Kubernetes secrets default to 0644).
+Tokens and passwords for servers are read through ``adapter.net.credentials``,
+which applies this check.
 """
 
 from __future__ import annotations

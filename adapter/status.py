@@ -93,7 +93,7 @@ def snapshot(sessions: sessionmaker[Session], config: config_mod.Config) -> Snap
         generated_at=utcnow(),
         sites=sites,
         outbox_pending=int(pending),
-        outbox_oldest=_aware(oldest),
+        outbox_oldest=oldest,
         next_delivery=upcoming.get(scheduler.DELIVERY_JOB),
         service_running=service_running,
         schedule_known=bool(planned),
@@ -134,13 +134,13 @@ def _site_status(
         last_run=_run_info(last, _shown_outcome(session, engine, last)) if last is not None else None,
         last_success_at=successes.get(site),
         outbox_pending=int(pending),
-        outbox_oldest=_aware(oldest),
+        outbox_oldest=oldest,
         open_issues=dict(issues),
         next_sync=upcoming.get(scheduler.sync_job_id(site)),
         next_sweep=upcoming.get(scheduler.sweep_job_id(site)),
     )
     for cursor in cursors:
-        status.watermarks[cursor.resource_type] = _aware(cursor.watermark)
+        status.watermarks[cursor.resource_type] = cursor.watermark
         if cursor.resume is not None:
             status.resume_pending.append(cursor.resource_type)
     return status
@@ -164,8 +164,8 @@ def _run_info(run: models.SyncRun, outcome: str) -> RunInfo:
     seconds = run.counts.get("seconds") if isinstance(run.counts, dict) else None
     return RunInfo(
         run_id=run.id,
-        started_at=_aware(run.started_at) or run.started_at,
-        finished_at=_aware(run.finished_at),
+        started_at=run.started_at,
+        finished_at=run.finished_at,
         outcome=outcome,
         seconds=float(seconds) if isinstance(seconds, int | float) else None,
     )
@@ -178,7 +178,7 @@ def last_successes(session: Session) -> dict[str, dt.datetime]:
         .where(models.SyncRun.outcome == "ok")
         .group_by(models.SyncRun.site)
     ).all()
-    return {site: moment for site, finished in rows if (moment := _aware(finished)) is not None}
+    return {site: finished for site, finished in rows if finished is not None}
 
 
 def last_outcomes(session: Session) -> dict[str, str]:
@@ -230,13 +230,6 @@ def _age(delta: dt.timedelta) -> str:
     if seconds < 2 * 3600:
         return f"{seconds // 60}m"
     return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-
-
-def _aware(moment: dt.datetime | None) -> dt.datetime | None:
-    """SQLite hands back naive datetimes for timezone-aware columns: they are UTC."""
-    if moment is None:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def _jsonable(value: Any) -> Any:

@@ -7,8 +7,8 @@ Generates demo site data of about the requested size (deterministic), then
 measures, each in its own subprocess so peak RSS is per phase:
 
 - ceiling: ``orjson.loads`` of every NDJSON line (nothing can be faster);
-- validate: parse + validation with the model the sync uses
-  (``sync.VALIDATION``: the lean models by default, see adapter/fhir/lean.py);
+- validate: parse + validation with the models the sync uses
+  (``--validation``: the lean models by default, see adapter/fhir/validation/);
 - map: parse + validation + mapping to facts, in memory;
 - derive: map+derive in memory: the map phase, then every subject's protocol
   records derived from its facts (``protocol.derive``), with no store, so
@@ -30,24 +30,23 @@ import tempfile
 import time
 import zoneinfo
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+if TYPE_CHECKING:
+    from adapter.fhir.validation import Mode
+
 RESOURCES_PER_PATIENT = 150  # what the demo generator writes per patient, roughly
 MAPPED_TYPES = ("Observation", "MedicationAdministration", "Procedure")  # sync.MAPPED_TYPES
-VALIDATION: Literal["lean", "r4b"] = "lean"  # set from --validation in the phase's subprocess
 GOAL = 0.25  # issue 9: map+derive at least 25 % of the raw orjson parse rate
 
 
-def _model_for(resource_type: str) -> Any:
-    """What ``sync.model_for`` picks, without importing the sync (and SQLAlchemy) into the phase."""
-    from fhir.resources.R4B import get_fhir_model_class
+def _model_for(resource_type: str, validation: Mode) -> Any:
+    """The model the sync validates with, without importing the sync (and SQLAlchemy) into the phase."""
+    from adapter.fhir.validation import model_for
 
-    from adapter.fhir import lean
-
-    model = lean.model_for(resource_type) if VALIDATION == "lean" else None
-    return model if model is not None else get_fhir_model_class(resource_type)
+    return model_for(resource_type, validation)
 
 
 def generate(folder: Path, resources: int) -> Path:
@@ -62,7 +61,7 @@ def _lines(data: Path) -> list[Path]:
     return sorted(p for p in data.glob("*/*.ndjson"))
 
 
-def phase_ceiling(data: Path) -> dict[str, Any]:
+def phase_ceiling(data: Path, validation: Mode) -> dict[str, Any]:
     count = 0
     started = time.perf_counter()
     for path in _lines(data):
@@ -73,14 +72,14 @@ def phase_ceiling(data: Path) -> dict[str, Any]:
     return {"resources": count, "seconds": time.perf_counter() - started}
 
 
-def phase_validate(data: Path) -> dict[str, Any]:
+def phase_validate(data: Path, validation: Mode) -> dict[str, Any]:
     from adapter.fhir import ndjson
 
     count = 0
     started = time.perf_counter()
     for site_dir in sorted(p for p in data.iterdir() if p.is_dir()):
         for resource_type in MAPPED_TYPES:
-            validate = _model_for(resource_type).model_validate
+            validate = _model_for(resource_type, validation).model_validate
             for line in ndjson.read_resources(site_dir, resource_type):
                 count += 1
                 if isinstance(line, ndjson.SourceLine):
@@ -105,13 +104,13 @@ def _site_context(site_dir: Path) -> tuple[Any, Any]:
     return engine.SiteContext(site_dir.name, zoneinfo.ZoneInfo("UTC"), cat, subjects), people
 
 
-def _mapped(site_dir: Path, ctx: Any) -> Any:
+def _mapped(site_dir: Path, ctx: Any, validation: Mode) -> Any:
     """One MappingResult per resource line of the site (None for a bad line)."""
     from adapter.fhir import ndjson
     from adapter.mapping import engine
 
     for resource_type in MAPPED_TYPES:
-        model = _model_for(resource_type)
+        model = _model_for(resource_type, validation)
         for line in ndjson.read_resources(site_dir, resource_type):
             if isinstance(line, ndjson.SourceLine):
                 yield engine.map_resource(model.model_validate(line.resource), "v:1", ctx)
@@ -119,18 +118,18 @@ def _mapped(site_dir: Path, ctx: Any) -> Any:
                 yield None
 
 
-def phase_map(data: Path) -> dict[str, Any]:
+def phase_map(data: Path, validation: Mode) -> dict[str, Any]:
     count = facts = 0
     started = time.perf_counter()
     for site_dir in sorted(p for p in data.iterdir() if p.is_dir()):
         ctx, _ = _site_context(site_dir)
-        for result in _mapped(site_dir, ctx):
+        for result in _mapped(site_dir, ctx, validation):
             count += 1
             facts += len(result.facts) if result is not None else 0
     return {"resources": count, "facts": facts, "seconds": time.perf_counter() - started}
 
 
-def phase_derive(data: Path) -> dict[str, Any]:
+def phase_derive(data: Path, validation: Mode) -> dict[str, Any]:
     """The map phase, then each subject's records derived from its facts, all in memory."""
     from adapter import paths
     from adapter.protocol import context, derive
@@ -142,7 +141,7 @@ def phase_derive(data: Path) -> dict[str, Any]:
         ctx, people = _site_context(site_dir)
         rules = rules_mod.load_rules(paths.default_mappings_dir(), site_dir.name)
         by_subject: dict[str, list[Any]] = {}
-        for result in _mapped(site_dir, ctx):
+        for result in _mapped(site_dir, ctx, validation):
             count += 1
             for fact in result.facts if result is not None else ():
                 by_subject.setdefault(fact.subject_id, []).append(fact)
@@ -160,11 +159,9 @@ def phase_derive(data: Path) -> dict[str, Any]:
     return {"resources": count, "facts": facts, "records": records, "seconds": time.perf_counter() - started}
 
 
-def phase_pipeline(data: Path) -> dict[str, Any]:
+def phase_pipeline(data: Path, validation: Mode) -> dict[str, Any]:
     from adapter import config as config_mod
-    from adapter import job, paths, privacy, sync
-
-    sync.VALIDATION = VALIDATION
+    from adapter import job, paths, privacy
 
     work = Path(tempfile.mkdtemp(prefix="bench-work-"))
     privacy.write_secret(work / "key")
@@ -185,7 +182,7 @@ def phase_pipeline(data: Path) -> dict[str, Any]:
     }
     config = config_mod.config_from_dict(raw, base_dir=work)
     started = time.perf_counter()
-    result = job.run_once(config, config.sites)
+    result = job.run_once(config, config.sites, validation=validation)
     seconds = time.perf_counter() - started
     return {
         "resources": sum(s.resources_read for s in result.syncs),
@@ -244,9 +241,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
-        global VALIDATION
-        VALIDATION = "r4b" if args.validation == "r4b" else "lean"
-        figures = PHASES[args.phase](args.data)
+        figures = PHASES[args.phase](args.data, "r4b" if args.validation == "r4b" else "lean")
         figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         print(json.dumps(figures))
         return

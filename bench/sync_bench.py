@@ -123,10 +123,12 @@ def phase_bare(data: Path, base_url: str) -> dict[str, Any]:
     from adapter import roster as roster_mod
     from adapter import sync
     from adapter.fhir import rest
+    from adapter.mapping import discovery
 
     config = config_for(Path(tempfile.mkdtemp(dir=data.parent)), data, base_url)  # in the run's scratch
     setup = sync.SiteSetup.load(config, config.sites[0])
-    source = rest.RestSearchSource(SITE, config.sites[0].source, roster=setup.roster, catalog=setup.catalog)
+    wanted = discovery.source_wanted(setup.catalog)
+    source = rest.RestSearchSource(SITE, config.sites[0].source, roster=setup.roster, wanted=wanted)
     session = requests.Session()
     headers = {"Accept": "application/fhir+json"}
     pages = resources = 0
@@ -169,10 +171,12 @@ def phase_source(data: Path, base_url: str) -> dict[str, Any]:
     """The REST source with nothing downstream: its cost over the bare walk."""
     from adapter import sync
     from adapter.fhir import rest
+    from adapter.mapping import discovery
 
     config = config_for(Path(tempfile.mkdtemp(dir=data.parent)), data, base_url)  # in the run's scratch
     setup = sync.SiteSetup.load(config, config.sites[0])
-    source = rest.RestSearchSource(SITE, config.sites[0].source, roster=setup.roster, catalog=setup.catalog)
+    wanted = discovery.source_wanted(setup.catalog)
+    source = rest.RestSearchSource(SITE, config.sites[0].source, roster=setup.roster, wanted=wanted)
     started = time.perf_counter()
     refs = sorted(f"Patient/{line.resource['id']}" for line in source.patients() if hasattr(line, "resource"))
     pages = resources = 0
@@ -196,7 +200,7 @@ def phase_sync(data: Path, base_url: str, work: Path, changed: float) -> dict[st
     The incremental passes run from the stored watermarks with the sync's
     overlap set to zero: the whole site was loaded into the server minutes
     ago, so the default five-minute overlap (clock skew and late commits,
-    adapter/sync.py) would bring most of it back and measure a re-read of
+    adapter/sync/ingest.py) would bring most of it back and measure a re-read of
     everything instead of an incremental pass.  On a real schedule the
     overlap holds only the last five minutes of changes, which the pass skips
     as versions already mapped.  They run in the process of the full sync, as
@@ -212,6 +216,7 @@ def phase_sync(data: Path, base_url: str, work: Path, changed: float) -> dict[st
     """
     from adapter import sync
     from adapter.store import db
+    from adapter.sync import ingest
 
     config = config_for(work, data, base_url)
     setup = sync.SiteSetup.load(config, config.sites[0])
@@ -227,7 +232,7 @@ def phase_sync(data: Path, base_url: str, work: Path, changed: float) -> dict[st
         "seconds": round(seconds, 2),
         "peak_rss_mib": round(peak_rss_mib(), 1),
     }
-    sync.OVERLAP = dt.timedelta(0)
+    ingest.OVERLAP = dt.timedelta(0)
     patients = len(setup.roster.entries)
     batches = -(-patients // BATCH)
     again = incremental_pass(setup, sessions)
@@ -248,14 +253,13 @@ def incremental_pass(setup: Any, sessions: Any) -> dict[str, Any]:
     import sqlalchemy as sa
 
     from adapter import sync
-    from adapter.fhir import factory
     from adapter.store import models
 
     def outbox_size() -> int:
         with sessions() as session:
             return int(session.scalar(sa.select(sa.func.count()).select_from(models.OutboxItem)) or 0)
 
-    source = factory.make_source(setup.site, catalog=setup.catalog, roster=setup.roster)
+    source = setup.make_source()
     answers: list[float] = []  # per search, the time until the server's answer arrived (requests' elapsed)
     source.client.session.hooks["response"].append(  # type: ignore[attr-defined]
         lambda r, *a, **k: answers.append(r.elapsed.total_seconds())

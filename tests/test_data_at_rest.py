@@ -29,7 +29,9 @@ from adapter import job, paths, privacy
 from adapter.config import PrivacyConfig
 from adapter.demo import site as demo_site
 from adapter.fhir import auth, smart_keys, stored_form
+from adapter.net.settings import BearerAuth
 from adapter.sinks import transport
+from adapter.sinks.settings import HttpRepository
 from adapter.store import db
 from adapter.sync import SiteSetup, remap_site
 from adapter.web import sessions as sessions_mod
@@ -156,13 +158,21 @@ def test_a_new_state_database_and_its_folder_are_private_whatever_the_umask(tmp_
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
 
 
+def bearer(token_file: Path) -> BearerAuth:
+    return BearerAuth(kind="bearer", token_file=token_file)
+
+
+def repository(token_file: Path) -> HttpRepository:
+    return HttpRepository(kind="http", url="https://trials.example.org/api", auth=bearer(token_file))
+
+
 def _loaders(tmp_path: Path) -> list[tuple[str, Path, Callable[[Path], object]]]:
     key = tmp_path / "smart.pem"
     smart_keys.write_key_pair(key)
     return [
         ("site secret", tmp_path / "site.key", lambda p: privacy.load_secret(PrivacyConfig(hmac_key_file=p))),
-        ("EHR token", tmp_path / "ehr.token", lambda p: auth.read_secret(None, p, "bearer token")),
-        ("repository token", tmp_path / "repo.token", lambda p: transport.read_secret(None, p, "repository")),
+        ("EHR token", tmp_path / "ehr.token", lambda p: auth.make_authorizer(bearer(p))),
+        ("repository token", tmp_path / "repo.token", lambda p: transport.bearer_token(repository(p))),
         ("console secret", tmp_path / "console.key", sessions_mod.load_or_create_secret),
         ("SMART key", key, auth.load_signing_key),
     ]

@@ -31,6 +31,8 @@ from typing import Any
 import pytest
 import requests
 
+pytestmark = pytest.mark.slow  # seconds each: real processes or servers (README: fast local run)
+
 PYPI = "https://pypi.org/pypi"
 OWN_PACKAGE = "trial-adapter"  # this project: not on PyPI, nothing to audit
 

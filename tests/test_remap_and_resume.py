@@ -112,17 +112,17 @@ def test_crash_between_ingest_and_derive_heals(
     demo_run: tuple[config_mod.Config, job.JobResult],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from adapter import sync
+    from adapter.sync import passes
 
-    real = sync.derive_dirty
+    real = passes.derive_dirty
 
     def power_cut(*args: object, **kwargs: object) -> None:
         raise RuntimeError("power cut after every fact was committed")
 
-    monkeypatch.setattr(sync, "derive_dirty", power_cut)
+    monkeypatch.setattr(passes, "derive_dirty", power_cut)
     with pytest.raises(RuntimeError):
         job.run_once(sandbox, sandbox.sites)
-    monkeypatch.setattr(sync, "derive_dirty", real)
+    monkeypatch.setattr(passes, "derive_dirty", real)
     job.run_once(sandbox, sandbox.sites)
     reference, _ = demo_run
     assert repository_records(sandbox) == repository_records(reference)

@@ -3,7 +3,7 @@
 A sync repeated in one process (the service, or ``job.run_once`` in a loop)
 grew ~100 KB per pass without end: an engine per ``open_store`` whose
 compiled statements SQLAlchemy's mappers kept per dialect, and cyclic
-garbage that ``gc.freeze`` in ``sync._Collector`` set aside for good
+garbage that ``gc.freeze`` in ``adapter.sync.collector`` set aside for good
 (the pass's SQLAlchemy statements, the site lock and its heartbeat).
 bench/soak_bench.py measures the RSS over 1,000 passes and of the running
 service; this is the deterministic guard: traced allocations after warm-up.
@@ -22,6 +22,8 @@ from adapter import job
 from adapter.store import db, models
 
 from support import prepare_demo_workdir
+
+pytestmark = pytest.mark.slow  # seconds each: real processes or servers (README: fast local run)
 
 WARM_UP = 5  # passes until the caches (compiled statements, catalog memo, SQLite pages) are full
 PASSES = 10

@@ -13,6 +13,7 @@ from adapter import roster as roster_mod
 from adapter.cli import common
 from adapter.fhir import discover as discover_mod
 from adapter.mapping import catalog as catalog_mod
+from adapter.mapping import discovery
 
 
 def discover(
@@ -35,7 +36,7 @@ def discover(
         site = config.site(site_id)
         catalog = catalog_mod.load_catalog(config.study.mappings, site.id, config.overrides_dir())
         roster = roster_mod.load_roster(site.roster)
-        result = discover_mod.discover_site(site, catalog, roster)
+        result = discovery.judge(discover_mod.discover_site(site.id, site.source, roster), catalog)
         codes = result.unmapped if only_unmapped else result.codes
         if as_json:
             common.console.print_json(orjson.dumps([c.__dict__ for c in codes]).decode())

@@ -61,7 +61,10 @@ def show_issue(key: str, config_path: common.ConfigOption = common.DEFAULT_CONFI
         with sessions() as session:
             row = session.get(models.IssueRow, key)
             if row is None:
-                errors.fatal(f"no issue with key {key!r}; `trial-adapter issues list` shows the keys", 1)
+                errors.fatal(
+                    f"no issue with key {key!r}; `trial-adapter issues list` shows the keys",
+                    errors.EXIT_USAGE,
+                )
             sources = session.scalars(
                 sa.select(models.IssueSource.source).where(models.IssueSource.issue_key == key)
             )

@@ -159,8 +159,13 @@ def sync(
     config_path: common.ConfigOption = common.DEFAULT_CONFIG,
     site_id: common.SiteOption = None,
     once: Annotated[
-        bool, typer.Option("--once", help="One pass now, then exit (the scheduler arrives with `run`).")
-    ] = True,
+        bool,
+        typer.Option(
+            "--once",
+            help="Accepted for existing scripts: sync always makes one pass and exits; "
+            "`trial-adapter run` syncs on a schedule.",
+        ),
+    ] = False,
     full: Annotated[
         bool, typer.Option("--full", help="Re-map every stored resource, not just new versions.")
     ] = False,

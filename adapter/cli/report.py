@@ -13,7 +13,7 @@ from adapter import delivery, errors, job, redelivery
 from adapter.cli.common import console, err_console
 from adapter.fhir import capability, ndjson
 from adapter.fhir import settings as fhir_settings
-from adapter.mapping import overrides
+from adapter.mapping import discovery, overrides
 from adapter.sinks import factory
 from adapter.store import db, state
 from adapter.store.models import utcnow
@@ -286,8 +286,8 @@ def _print_server_checks(
     """
     failures = []
     roster = setup.roster if setup is not None else None
-    catalog = setup.catalog if setup is not None else None
-    for row in capability.check_server(site_id, server, roster=roster, catalog=catalog):
+    wanted = discovery.source_wanted(setup.catalog) if setup is not None else None
+    for row in capability.check_server(site_id, server, roster=roster, wanted=wanted):
         if row.ok:
             verdict = "[yellow]warning[/yellow]" if row.warning else "[green]ok[/green]"
             table.add_row(site_id, row.item, f"{verdict} ({escape(row.detail)})")

@@ -70,7 +70,6 @@ IDENTIFIER_TYPE = "http://terminology.hl7.org/CodeSystem/v2-0203"
 NORTH_LAB = "http://hospital-north.example/fhir/lab"
 EAST_LIS = "http://hospital-east.example/fhir/lis"
 EAST_PROCEDURE = "http://hospital-east.example/fhir/procedure"
-EAST_DRUG = "http://hospital-east.example/fhir/drug"
 
 # Protocol regimen (docs/terminology.md §9): 28 days of continuous infusion at
 # 28 mcg/day, then 14 days off; bags last 1-4 days.

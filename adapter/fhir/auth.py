@@ -9,8 +9,8 @@ JWT signed by its private key (``private_key_jwt``, RS384 or ES384), gets an
 access token with the client-credentials grant, keeps it until shortly before
 it expires, and fetches a new one once when the server answers 401.
 
-Secrets come from environment variables or files named in the config and are
-never logged or put into messages.
+Secrets come from environment variables or files named in the config
+(``adapter.net.credentials``) and are never logged or put into messages.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from adapter import errors, secret_files
 from adapter.fhir import http
 from adapter.fhir import settings as fhir_settings
+from adapter.net import credentials, messages
+from adapter.net.settings import BearerAuth
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ ASSERTION_LIFETIME = 240
 # Renew a cached access token this long before it expires, so a page request
 # never leaves with a token that dies in flight.
 EXPIRY_MARGIN = 60
+AUTH_TABLE = "sites.source.auth"  # where a missing or unreadable secret is configured
 DEFAULT_TOKEN_LIFETIME = 300  # when the server omits expires_in (RFC 6749 §5.1 makes it optional)
 # Medication: administrations that name their drug by reference are resolved
 # with Medication searches (adapter.fhir.medications); without the scope a
@@ -213,7 +215,7 @@ class SmartBackendServices:
         if not isinstance(access, str) or not access:
             what = "a JSON object" if isinstance(body, dict) else "no JSON object"
             raise errors.AuthError(
-                f"site {client.site}: POST {http.redact_url(token_url)}: the token endpoint answered "
+                f"site {client.site}: POST {messages.redact_url(token_url)}: the token endpoint answered "
                 f"{response.status_code} with {what} but without an access_token; the next pass tries "
                 "again (if it keeps happening, check token_url)"
             )
@@ -319,35 +321,17 @@ def _b64int(value: int, size: int | None = None) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-# -------------------------------------------------------------- secrets
-
-
-def read_secret(env: str | None, file: Path | None, what: str) -> str:
-    """A secret from the environment variable or the file the config names (first line)."""
-    if env is not None:
-        value = os.environ.get(env, "").strip()
-        if not value:
-            raise errors.ConfigError(f"environment variable {env} (the {what}) is not set or empty")
-        return value
-    if file is None:
-        raise errors.ConfigError(f"no {what} configured")
-    try:
-        lines = file.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise errors.ConfigError(f"{file}: cannot read the {what} ({exc.strerror or exc})") from None
-    secret_files.warn_if_exposed(file, what)
-    value = lines[0].strip() if lines else ""
-    if not value:
-        raise errors.ConfigError(f"{file}: the {what} file is empty")
-    return value
-
-
 def make_authorizer(config: fhir_settings.AuthConfig, clock: Clock = time.time) -> http.Authorizer:
     """The auth scheme a site's ``[sites.source.auth]`` table describes."""
-    if isinstance(config, fhir_settings.BearerAuth):
-        return StaticBearer(read_secret(config.token_env, config.token_file, "bearer token"))
+    if isinstance(config, BearerAuth):
+        token = credentials.read_secret(
+            config.token_env, config.token_file, key=AUTH_TABLE, what="bearer token"
+        )
+        return StaticBearer(token)
     if isinstance(config, fhir_settings.BasicAuth):
-        password = read_secret(config.password_env, config.password_file, "basic auth password")
+        password = credentials.read_secret(
+            config.password_env, config.password_file, key=AUTH_TABLE, what="basic auth password"
+        )
         return Basic(config.username, password)
     if isinstance(config, fhir_settings.SmartBackendAuth):
         key = load_signing_key(config.key_file, config.kid, config.alg)

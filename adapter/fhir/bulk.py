@@ -37,6 +37,8 @@ import orjson
 from adapter import errors
 from adapter.fhir import bundles, http
 from adapter.fhir.ndjson import MAX_RESOURCE_BYTES, BadLine, SourceLine, read_resources
+from adapter.net.messages import outcome_text, read_prefix, redact_url
+from adapter.net.retry import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +160,8 @@ class BulkExport:
         response.close()
         if not location:
             raise errors.SourceError(
-                f"site {self.client.site}: the export kick-off {http.redact_url(url)} answered 202 without "
-                "a Content-Location header, so there is no status to poll"
+                f"site {self.client.site}: the export kick-off {redact_url(url)} answered 202 "
+                "without a Content-Location header, so there is no status to poll"
             )
         if self.folder.exists():
             shutil.rmtree(self.folder)
@@ -187,7 +189,7 @@ class BulkExport:
                         "output list"
                     )
                 return manifest
-            retry_after = http.parse_retry_after(response.headers.get("Retry-After"))
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
             progress = response.headers.get("X-Progress", "")[:100]
             response.close()
             delay = min(retry_after if retry_after is not None else min(2.0**polls, 60.0), self.poll_cap)
@@ -246,7 +248,7 @@ class BulkExport:
         except Exception as exc:
             # requests' ChunkedEncodingError and friends: the connection broke mid-file.
             raise errors.TemporaryNetworkError(
-                f"site {self.client.site}: the download of {http.redact_url(url)} broke off "
+                f"site {self.client.site}: the download of {redact_url(url)} broke off "
                 f"({exc.__class__.__name__}); the next pass downloads this file again"
             ) from None
         finally:
@@ -268,12 +270,12 @@ class BulkExport:
                 messages.append(f"(could not read an error file: {exc})")
                 continue
             try:
-                head = http.read_prefix(response, ERROR_FILE_BYTES)  # the first messages say enough
+                head = read_prefix(response, ERROR_FILE_BYTES)  # the first messages say enough
             finally:
                 response.close()
             for line in head.splitlines()[:20]:
                 try:
-                    text = http.outcome_text(orjson.loads(line))
+                    text = outcome_text(orjson.loads(line))
                 except orjson.JSONDecodeError:
                     continue
                 if text:

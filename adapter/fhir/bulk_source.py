@@ -128,7 +128,7 @@ class BulkExportSource:
 
     def _medications(self, export: bulk.ExportResult) -> medications.MedicationResolver:
         """Medications the export holds (servers may add referenced ones), the rest asked by id."""
-        lookup = medications.server_lookup(self.client, strict=True)
+        lookup = bundles.medication_lookup(self.client, strict=True)
         resolver = medications.MedicationResolver(lookup)
         for line in read_resources(export.folder, "Medication", self.settings.max_resource_bytes):
             if isinstance(line, SourceLine):

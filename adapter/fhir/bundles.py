@@ -29,7 +29,7 @@ import datetime as dt
 import email.utils
 import logging
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,9 @@ import orjson
 
 from adapter import errors
 from adapter.fhir import http, ndjson, verify
+from adapter.fhir.medications import FetchMedications
 from adapter.fhir.ndjson import BadLine, SourceLine
+from adapter.net import messages
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +103,8 @@ def walk(
         visited.add(_normal(page.url))
         if page.next_url is not None and _normal(page.next_url) in visited:
             raise errors.SourceError(
-                f"site {client.site}: {http.redact_url(page.url)}: the search's next link "
-                f"{http.redact_url(page.next_url)} points back to a page already read (a paging loop at "
+                f"site {client.site}: {messages.redact_url(page.url)}: the search's next link "
+                f"{messages.redact_url(page.next_url)} points back to a page already read (a paging loop at "
                 "the server); nothing from this page was stored, and the next pass resumes here"
             )
         yield page
@@ -131,7 +133,7 @@ def _checked_next(
     said = ", ".join(lost)
     if next_links == "refuse":
         raise errors.ServerFault(
-            f"site {client.site}: {http.redact_url(page.url)}: the server's next links drop the search "
+            f"site {client.site}: {messages.redact_url(page.url)}: the server's next links drop the search "
             f"parameters ({said}), so the next page would hold other patients' data; nothing from this "
             'page was stored (set next_links = "repair" to put the parameters back)',
             fault="next_link_drops_params",
@@ -143,6 +145,36 @@ def _checked_next(
         extra={"site": client.site, "resource_type": resource_type, "lost": said},
     )
     return dataclasses.replace(page, next_url=verify.repaired(page.next_url, search, lost))
+
+
+def medication_lookup(client: http.FhirClient, *, strict: bool, batch_size: int = 50) -> FetchMedications:
+    """Look Medications up by ``Medication?_id=a,b,c`` at the site's server (``medications.py``).
+
+    A server that refuses (no Medication read scope, 403; no such search,
+    400) leaves the references unresolved, so the administrations become
+    issues naming them, and says why once per pass in the log; a server that is down
+    fails the pass like any other page, which the next pass retries.
+    """
+
+    def fetch(ids: Sequence[str]) -> Iterator[dict[str, Any]]:
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start : start + batch_size]
+            params = {"_id": ",".join(chunk), "_count": str(len(chunk))}
+            try:
+                pages = walk(client, "Medication", resource_type="Medication", params=params, strict=strict)
+                for page in pages:
+                    yield from (line.resource for line in page.lines if isinstance(line, SourceLine))
+            except errors.FatalNetworkError as exc:
+                log.warning(
+                    "the site's Medication resources cannot be read, so administrations that name their "
+                    "drug by reference stay unmapped (each becomes an issue; once the adapter may read "
+                    "Medication, `trial-adapter sync --full` maps them): %s",
+                    exc,
+                    extra={"site": client.site},
+                )
+                return
+
+    return fetch
 
 
 def read_page(
@@ -165,10 +197,10 @@ def read_page(
         raise _broken(client, url, "a saved next link points to another server than base_url")
     headers = SEARCH_HEADERS if strict else LENIENT_HEADERS
     body, response = client.get_json(url, params=params, headers=headers, sensitive=sensitive)
-    where = f"site {client.site}: {http.redact_url(response.url)}"
+    where = f"site {client.site}: {messages.redact_url(response.url)}"
     kind = body.get("resourceType")
     if kind == "OperationOutcome":
-        said = http.scrub(http.outcome_text(body) or "", sensitive)
+        said = messages.scrub(messages.outcome_text(body) or "", sensitive)
         raise errors.SourceError(f"{where}: the server answered with an OperationOutcome: {said}")
     if kind != "Bundle":
         raise errors.SourceError(f"{where}: expected a Bundle of search results, got {str(kind)[:40]!r}")
@@ -210,7 +242,7 @@ def _lines(
         resource = entry.get("resource")
         kind = resource.get("resourceType") if isinstance(resource, dict) else None
         if mode == "outcome" or kind == "OperationOutcome":
-            said = http.scrub(http.outcome_text(resource) or "", sensitive)
+            said = messages.scrub(messages.outcome_text(resource) or "", sensitive)
             log.warning("server message in search results", extra={"site": site, "said": said})
             continue
         if mode == "include":
@@ -267,7 +299,7 @@ def _next_link(client: http.FhirClient, page_url: str, body: dict[str, Any]) -> 
 
 def _broken(client: http.FhirClient, url: str, problem: str) -> errors.SourceError:
     return errors.SourceError(
-        f"site {client.site}: {http.redact_url(url)}: broken paging: {problem}; "
+        f"site {client.site}: {messages.redact_url(url)}: broken paging: {problem}; "
         "the pass stops here and resumes from the last committed page"
     )
 

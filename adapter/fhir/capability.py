@@ -23,7 +23,7 @@ from adapter.fhir import settings as fhir_settings
 
 if TYPE_CHECKING:
     from adapter import roster as roster_mod
-    from adapter.mapping import catalog as catalog_mod
+    from adapter.fhir.wanted import Wanted
 
 # The searches the REST source runs, per resource type (rest.py).
 NEEDED_SEARCH_PARAMS = {
@@ -48,11 +48,11 @@ def check_server(
     *,
     client: http.FhirClient | None = None,
     roster: roster_mod.Roster | None = None,
-    catalog: catalog_mod.Catalog | None = None,
+    wanted: Wanted | None = None,
 ) -> list[CheckRow]:
     """Every check for one site's FHIR server, in the order a person would fix them.
 
-    With the site's roster and catalog, a ``fhir-rest`` site whose auth row is
+    With the site's roster and wanted codes, a ``fhir-rest`` site whose auth row is
     ok also gets the behaviour probes (``adapter.fhir.probe``): small real
     searches that show how the server answers the REST source's searches.
     """
@@ -74,10 +74,10 @@ def check_server(
     auth_row = _try_auth(client, server)
     rows.append(auth_row)
     if auth_row.ok and isinstance(server, fhir_settings.RestSource):
-        if roster is not None and catalog is not None:
+        if roster is not None and wanted is not None:
             from adapter.fhir import probe  # probe builds CheckRows: imported here, not at the top
 
-            rows.extend(probe.probe_server(site, server, client, roster=roster, catalog=catalog))
+            rows.extend(probe.probe_server(site, server, client, roster=roster, wanted=wanted))
     return rows
 
 

@@ -3,9 +3,11 @@
 Before go-live, and weekly after, a data manager needs to see the local
 codes the catalog does not know yet, with how often each occurs, so the
 site's mapping overrides can be written (docs/sources.md).  Unlike a sync,
-discovery reads Observations *without* the catalog's code filter (that is the
-point), stores nothing, and reports only codes, displays, units and counts,
-never a patient or a value.
+discovery reads Observations *without* a code filter (that is the point),
+stores nothing, and reports only codes, displays, units and counts, never a
+patient or a value.  This is the source's side: what the site sends.  What
+the catalog makes of each code (mapped, ignored, unmapped) is
+``adapter.mapping.discovery``'s; the CLI puts the two together.
 """
 
 from __future__ import annotations
@@ -18,19 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from adapter import roster as roster_mod
-from adapter.config import SiteConfig
-from adapter.fhir import bulk, bulk_source, rest
-from adapter.fhir import settings as fhir_settings
-from adapter.fhir.ndjson import NdjsonFolderSource, SourceLine
+from adapter.fhir import bulk, factory
+from adapter.fhir.ndjson import SourceLine
 from adapter.fhir.source import Source
-from adapter.mapping import catalog as catalog_mod
+from adapter.fhir.wanted import Wanted
 
 DISCOVERED_TYPES = ("Observation", "MedicationAdministration", "Procedure")
 
 
 @dataclass(frozen=True)
-class CodeUse:
-    """One (resource type, code, unit) the site sends, how often, and what the catalog makes of it."""
+class CodeCount:
+    """One (resource type, code, unit) the site sends, and how often."""
 
     resource_type: str
     system: str
@@ -38,8 +38,6 @@ class CodeUse:
     display: str
     unit: str
     count: int
-    status: str  # "mapped" | "ignored" | "unmapped"
-    concept: str | None
 
 
 @dataclass
@@ -47,18 +45,13 @@ class Discovery:
     site: str
     patients_found: int = 0
     resources_read: int = 0
-    codes: list[CodeUse] = field(default_factory=list)
-
-    @property
-    def unmapped(self) -> list[CodeUse]:
-        return [c for c in self.codes if c.status == "unmapped"]
+    codes: list[CodeCount] = field(default_factory=list)
 
 
 def discover(
     site: str,
     source: Source,
     roster: roster_mod.Roster,
-    catalog: catalog_mod.Catalog,
     resource_types: Iterable[str] = DISCOVERED_TYPES,
 ) -> Discovery:
     """Tally the codes and units of every resource of the roster's patients in ``source``."""
@@ -85,46 +78,25 @@ def discover(
                     displays.setdefault(key, display)
     for key, count in counts.items():
         resource_type, system, code, unit = key
-        concept = catalog.concept_for(system, code) if code else None
-        status = "mapped" if concept else ("ignored" if catalog.is_ignored(system, code) else "unmapped")
-        result.codes.append(
-            CodeUse(
-                resource_type,
-                system,
-                code,
-                displays[key],
-                unit,
-                count,
-                status,
-                concept.id if concept else None,
-            )
-        )
-    order = {"unmapped": 0, "ignored": 1, "mapped": 2}
-    result.codes.sort(key=lambda c: (order[c.status], c.resource_type, -c.count, c.system, c.code, c.unit))
+        result.codes.append(CodeCount(resource_type, system, code, displays[key], unit, count))
+    result.codes.sort(key=lambda c: (c.resource_type, -c.count, c.system, c.code, c.unit))
     return result
 
 
 def discovery_source(
-    site: SiteConfig, catalog: catalog_mod.Catalog, roster: roster_mod.Roster, work: Path
+    site_id: str, settings: factory.SourceSettings, roster: roster_mod.Roster, work: Path
 ) -> Source:
     """A source that reads everything of the roster's patients, without the sync's code filter.
 
     A Bulk site exports into ``work`` so the sync's own export bookkeeping stays untouched.
     """
-    config = site.source
-    if isinstance(config, fhir_settings.RestSource):
-        return rest.RestSearchSource(
-            site.id, config, roster=roster, catalog=catalog, filter_observations=False
-        )
-    if isinstance(config, fhir_settings.BulkSource):
-        return bulk_source.BulkExportSource(site.id, config.model_copy(update={"work_dir": work}))
-    return NdjsonFolderSource(config.path, max_resource_bytes=config.max_resource_bytes)
+    return factory.make_source(site_id, settings, roster=roster, wanted=Wanted.everything(), work_dir=work)
 
 
-def discover_site(site: SiteConfig, catalog: catalog_mod.Catalog, roster: roster_mod.Roster) -> Discovery:
-    """Discovery for one configured site, whatever its source kind."""
+def discover_site(site_id: str, settings: factory.SourceSettings, roster: roster_mod.Roster) -> Discovery:
+    """Discovery for one configured site (its ``[sites.source]`` settings), whatever its source kind."""
     with tempfile.TemporaryDirectory(prefix="trial-adapter-discover-") as work:
-        return discover(site.id, discovery_source(site, catalog, roster, Path(work)), roster, catalog)
+        return discover(site_id, discovery_source(site_id, settings, roster, Path(work)), roster)
 
 
 def _codes(resource: dict[str, Any]) -> Iterator[tuple[str, str, str]]:

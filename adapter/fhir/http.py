@@ -1,18 +1,12 @@
-"""One home for talking HTTP to a site's FHIR server: pooled session, retries, plain-words errors.
+"""Talking HTTP to a site's FHIR server: the site's session, retries, bounded reads, plain-words errors.
 
-Modelled on cumulus-fhir-support ``http.py``: a single request is sorted into
-*temporary* failures (timeouts, dropped connections, 408, 429, 500, 502,
-503, 504), which are retried with exponential backoff and jitter, and
-*fatal* ones, which are not; a 401 gets one re-authentication that does not
-count as a retry, because an expired token is routine, not a failure.
-
-Two things go beyond the model.  ``Retry-After`` (seconds or an HTTP date,
-https://www.rfc-editor.org/rfc/rfc9110#name-retry-after) is honoured but
-capped, and the total wait per request is capped too, so a server asking for
-five hours (smart-fetch ``bulk_utils.py`` saw Cerner do that) cannot stall a
-scheduled pass.  And every message names the site and the URL with the
-values of identifying query parameters removed: patient ids and identifier
-values are PHI-adjacent and must not reach logs or terminals.
+A single request is sorted into *temporary* failures, retried with backoff
+(``adapter.net.retry``: which ones, how long to wait, how ``Retry-After`` is
+capped), and *fatal* ones, which are not; a 401 gets one re-authentication
+that does not count as a retry, because an expired token is routine, not a
+failure.  Every message names the site and the URL with the values of
+identifying query parameters removed (``adapter.net.messages``): patient ids
+and identifier values are PHI-adjacent and must not reach logs or terminals.
 
 Nothing a server sends is read without a bound: an answer is read in chunks
 up to ``max_body_bytes`` (``[sites.source] max_response_bytes``) and refused
@@ -22,25 +16,23 @@ content; an error body is read only as far as its first 64 KiB.
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import logging
 import random
-import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 import prometheus_client
 import requests
-import requests.adapters
 
-from adapter import __version__, errors
+from adapter import errors
 from adapter.fhir import ndjson
 from adapter.fhir import settings as fhir_settings
+from adapter.net import messages, sessions
+from adapter.net.retry import TEMPORARY_STATUSES, RetryPolicy, parse_retry_after
+from adapter.net.settings import TlsSettings
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +42,9 @@ RESPONSES = prometheus_client.Counter(
     ["site", "status"],
 )
 
-# https://developer.mozilla.org/en-US/docs/Web/HTTP/Status: the statuses a retry may cure.
-# 500 is included because servers (Oracle Health among them, per cumulus-fhir-support)
-# use it for blips as well as for real faults, and the retries are few and spaced.
-TEMPORARY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-
 # The default of [sites.source] max_response_bytes: room for a page of a hundred large
 # resources, or for one over max_resource_bytes, which then becomes an issue.
 MAX_RESPONSE_BYTES = fhir_settings.MAX_RESPONSE_BYTES
-READ_CHUNK_BYTES = 1 << 16
-ERROR_BODY_BYTES = 1 << 16
-
-# Query parameters whose values are safe to show: paging and filters, never who.
-SHOWN_PARAMETERS = frozenset(
-    {"_count", "_offset", "_lastUpdated", "_since", "_type", "_outputFormat", "_sort", "_total",
-     "_summary", "_elements", "_format", "_getpages", "_page", "category", "status"}
-)  # fmt: skip
 
 FIXES = {
     400: "the server rejected the request; check that it supports the search parameters "
@@ -100,99 +79,6 @@ class Anonymous:
         return False
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try one request; see ``RetrySettings`` in the config for the meaning."""
-
-    attempts: int = 5
-    backoff: float = 1.0
-    max_backoff: float = 60.0
-    retry_after_cap: float = 120.0
-    max_wait: float = 600.0
-
-    def delay(self, retry: int, retry_after: float | None, rng: random.Random) -> float:
-        """Seconds to wait before retry number ``retry`` (1-based).
-
-        The server's Retry-After wins when given (capped); otherwise exponential
-        backoff with "equal jitter" (half fixed, half random), so many adapters
-        hit by the same outage do not come back in lockstep.
-        """
-        if retry_after is not None:
-            return min(retry_after, self.retry_after_cap)
-        ceiling = min(self.max_backoff, self.backoff * 2 ** (retry - 1))
-        return ceiling / 2 + rng.uniform(0, ceiling / 2)
-
-
-def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
-    """Retry-After in seconds from its two forms, delay-seconds and HTTP-date (RFC 9110 §10.2.3)."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    now = now or dt.datetime.now(dt.UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-def redact_url(url: str) -> str:
-    """The URL as it may appear in messages: values of identifying parameters replaced.
-
-    ``Observation?patient=a,b,c&_count=50`` becomes
-    ``Observation?patient=…(3)&_count=50``: the reader still sees what kind of
-    query failed and how many values it carried, never whose.
-    """
-    parts = urllib.parse.urlsplit(url)
-    if not parts.query:
-        return url
-    shown = []
-    for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
-        if name.split(":")[0] in SHOWN_PARAMETERS:
-            shown.append(f"{name}={value}")
-        else:
-            shown.append(f"{name}=…({len(value.split(','))})")
-    return urllib.parse.urlunsplit(parts._replace(query="&".join(shown)))
-
-
-def outcome_text(body: Any) -> str | None:
-    """Plain words from an OperationOutcome or an OAuth error body, if the body is one.
-
-    https://hl7.org/fhir/R4/operationoutcome.html: each issue's ``details.text``
-    or ``diagnostics``, else its code; OAuth (RFC 6749 §5.2): ``error_description``.
-    """
-    if not isinstance(body, dict):
-        return None
-    if body.get("resourceType") == "OperationOutcome":
-        texts = []
-        for issue in body.get("issue") or []:
-            if not isinstance(issue, dict):
-                continue
-            details = issue.get("details")
-            detail_text = details.get("text") if isinstance(details, dict) else None
-            text = detail_text or issue.get("diagnostics") or issue.get("code") or "no details"
-            texts.append(f"{issue.get('severity', 'error')}: {text}")
-        return "; ".join(texts[:3]) or "an OperationOutcome without issues"
-    if isinstance(body.get("error"), str):
-        return str(body.get("error_description") or body["error"])
-    return None
-
-
-def scrub(text: str, sensitive: Iterable[str]) -> str:
-    """Remove values we sent (patient ids, identifier values) from a server's message.
-
-    Servers like to echo the offending parameter back ("no patient MRN123");
-    the echo must not carry the value into our logs.
-    """
-    for value in sorted({v for v in sensitive if len(v) >= 3}, key=len, reverse=True):
-        text = text.replace(value, "…")
-    return text
-
-
 class FhirClient:
     """Requests to one site's FHIR server, with the site's auth, TLS and retry settings."""
 
@@ -202,10 +88,8 @@ class FhirClient:
         base_url: str,
         *,
         auth: Authorizer | None = None,
-        session: requests.Session | None = None,
         timeout: float = 60.0,
-        verify: bool | str = True,
-        cert: str | tuple[str, str] | None = None,
+        tls: TlsSettings | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
@@ -221,17 +105,9 @@ class FhirClient:
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         self.rng = rng or random.Random()  # noqa: S311 -- jitter, not cryptography
-        self.session = session or _pooled_session()
-        self.session.headers["User-Agent"] = f"trial-adapter/{__version__}"  # sites see who calls
-        self.session.verify = verify
-        if cert is not None:
-            self.session.cert = cert
-        if verify is False:
-            log.warning(
-                "TLS certificate verification is OFF for this site: anyone on the network path can "
-                "read and alter its data; set [sites.source.tls] verify = true",
-                extra={"site": site},
-            )
+        self.session = sessions.open_session(
+            tls or TlsSettings(), peer="this site", tls_table="[sites.source.tls]", log_extra={"site": site}
+        )
 
     # ------------------------------------------------------------------ urls
 
@@ -295,8 +171,7 @@ class FhirClient:
                         raise
             except requests.exceptions.SSLError as exc:
                 raise errors.FatalNetworkError(
-                    f"{self._where(method, url)}: TLS failed ({_first_line(exc)}); if the site uses its own "
-                    "CA, set [sites.source.tls] ca_bundle"
+                    f"{self._where(method, url)}: {messages.tls_problem(exc, '[sites.source.tls]')}"
                 ) from None
             except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
                 raise errors.FatalNetworkError(
@@ -309,7 +184,7 @@ class FhirClient:
                 requests.exceptions.ContentDecodingError,
             ) as exc:
                 failure: errors.NetworkError = errors.TemporaryNetworkError(
-                    f"{self._where(method, url)}: {_connection_problem(exc)}"
+                    f"{self._where(method, url)}: {messages.connection_problem(exc, 'base_url')}"
                 )
                 retry_after = None
             except requests.exceptions.TooManyRedirects:
@@ -324,7 +199,7 @@ class FhirClient:
                 # is the site's answer, not our bug: explained, exit 5, never a traceback.
                 raise errors.FatalNetworkError(
                     f"{self._where(method, url)}: the request failed ({exc.__class__.__name__}: "
-                    f"{_first_line(exc)})"
+                    f"{messages.first_line(exc)})"
                 ) from None
             else:
                 RESPONSES.labels(site=self.site, status=str(response.status_code)).inc()
@@ -361,7 +236,7 @@ class FhirClient:
                 "site server request failed, retrying",
                 extra={
                     "site": self.site,
-                    "url": redact_url(url),
+                    "url": messages.redact_url(url),
                     "status": failure.status,
                     "try": tries,
                     "delay_seconds": round(delay, 1),
@@ -417,7 +292,7 @@ class FhirClient:
             response.close()
             raise self._too_large(method, url, f"{int(declared):,} bytes", limit, "max_response_bytes")
         body = bytearray()
-        for chunk in response.iter_content(chunk_size=READ_CHUNK_BYTES):
+        for chunk in response.iter_content(chunk_size=messages.READ_CHUNK_BYTES):
             body += chunk
             if len(body) > limit:
                 response.close()
@@ -427,96 +302,17 @@ class FhirClient:
     # -------------------------------------------------------------- helpers
 
     def _where(self, method: str, url: str) -> str:
-        return f"site {self.site}: {method} {redact_url(url)}"
+        return f"site {self.site}: {method} {messages.redact_url(url)}"
 
     def _failure(
         self, method: str, url: str, response: requests.Response, sensitive: tuple[str, ...]
     ) -> errors.NetworkError:
         status = response.status_code
-        message = _body_message(response)
+        message = messages.server_said(response)
         text = f"{self._where(method, url)} answered {status} {response.reason or ''}".rstrip()
         if message:
-            text += f": {scrub(message, sensitive)}"
+            text += f": {messages.scrub(message, sensitive)}"
         if status in TEMPORARY_STATUSES:
             return errors.TemporaryNetworkError(text, status)
         fix = FIXES.get(status)
         return errors.FatalNetworkError(f"{text}; {fix}" if fix else text, status)
-
-
-def _pooled_session() -> requests.Session:
-    """A session that keeps connections open (one TLS handshake per pass, not per page).
-
-    Retries are ours (with Retry-After and the wait cap), so urllib3's own are off.
-    """
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
-
-
-def _body_message(response: requests.Response) -> str | None:
-    """What the server said about the failure, in plain words, at most a few hundred characters."""
-    content = read_prefix(response, ERROR_BODY_BYTES)  # error bodies are small; a huge one is cut
-    if not content:
-        return None
-    try:
-        text = outcome_text(orjson.loads(content))
-    except orjson.JSONDecodeError:
-        text = None
-    if text is None:
-        content_type = response.headers.get("Content-Type", "")
-        if "html" in content_type:
-            return "(an HTML error page)"
-        text = content.decode("utf-8", "replace").strip()
-    return " ".join(text.split())[:300] or None
-
-
-def read_prefix(response: requests.Response, limit: int) -> bytes:
-    """At most the first ``limit`` bytes of the body (what is left of it, on a streamed response)."""
-    content = bytearray()
-    try:
-        for chunk in response.iter_content(chunk_size=min(limit, READ_CHUNK_BYTES)):
-            content += chunk
-            if len(content) >= limit:
-                break
-    except (requests.exceptions.RequestException, OSError):
-        pass  # a broken or consumed stream: what arrived is all there is to say
-    return bytes(content[:limit])
-
-
-def _connection_problem(exc: requests.exceptions.RequestException) -> str:
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return "could not connect in time (check the address and firewall)"
-    if isinstance(exc, requests.exceptions.Timeout):
-        return "the server did not answer in time (timeout_seconds)"
-    text = str(exc)
-    # urllib3 buries the cause in a long repr; name the usual ones in plain words.
-    for marker, meaning in (
-        (
-            "Connection refused",
-            "connection refused: is the server up, and are host and port in base_url right?",
-        ),
-        ("Name or service not known", "host name not found: check base_url"),
-        ("nodename nor servname", "host name not found: check base_url"),
-        ("Temporary failure in name resolution", "host name could not be resolved (DNS)"),
-        ("Connection reset", "the server dropped the connection"),
-        ("RemoteDisconnected", "the server closed the connection without answering"),
-        ("IncompleteRead", "the connection broke off in the middle of the answer"),
-        ("No route to host", "no route to the host: check the network path and firewall"),
-        ("Network is unreachable", "network unreachable: check the network path and firewall"),
-    ):
-        if marker in text:
-            return f"connection failed: {meaning}"
-    return f"connection failed ({_first_line(exc)})"
-
-
-# urllib3 names the request's path and query in its messages ("Max retries exceeded with
-# url: /fhir/Patient?identifier=...%7CMRN (Caused by ...)").
-_URL_IN_MESSAGE = re.compile(r"(with url: )(\S+)")
-
-
-def _first_line(exc: BaseException) -> str:
-    """The exception's first line, with any URL in it redacted like every URL we show."""
-    text = (str(exc).splitlines() or [exc.__class__.__name__])[0]
-    return _URL_IN_MESSAGE.sub(lambda m: m.group(1) + redact_url(m.group(2)), text)[:300]

@@ -13,24 +13,19 @@ Medication's ``meta.source``, so where the code came from stays visible.
 A reference that cannot be resolved (the Medication is gone, or the source
 cannot look it up) is left as it is; the engine then raises an
 ``unknown_code`` issue that names it, so nothing is dropped silently.
+
+This module only rewrites resources; looking Medications up at a server is
+a search like any other and lives with the searches (``adapter.fhir.bundles``).
 """
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
-
-from adapter import errors
-
-if TYPE_CHECKING:
-    from adapter.fhir.http import FhirClient
-
-log = logging.getLogger(__name__)
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 FetchMedications = Callable[[Sequence[str]], Iterable[dict[str, Any]]]
-"""Looks up Medications by id at the source; yields the ones it found."""
+"""Looks up Medications by id at the source, yields the ones it found (``bundles.medication_lookup``)."""
 
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
@@ -53,40 +48,6 @@ def external_medication(resource: dict[str, Any]) -> str | None:
     if not isinstance(target, str) or target.startswith("#"):
         return None
     return medication_id(target)
-
-
-def server_lookup(client: FhirClient, *, strict: bool, batch_size: int = 50) -> FetchMedications:
-    """Look Medications up by ``Medication?_id=a,b,c`` at the site's server.
-
-    A server that refuses (no Medication read scope, 403; no such search,
-    400) leaves the references unresolved, so the administrations become
-    issues naming them, and says why once per pass in the log; a server that is down
-    fails the pass like any other page, which the next pass retries.
-    """
-    # Imported here: both modules import ndjson, which imports this module.
-    from adapter.fhir import bundles
-    from adapter.fhir.ndjson import SourceLine
-
-    def fetch(ids: Sequence[str]) -> Iterator[dict[str, Any]]:
-        for start in range(0, len(ids), batch_size):
-            chunk = ids[start : start + batch_size]
-            params = {"_id": ",".join(chunk), "_count": str(len(chunk))}
-            try:
-                for page in bundles.walk(
-                    client, "Medication", resource_type="Medication", params=params, strict=strict
-                ):
-                    yield from (line.resource for line in page.lines if isinstance(line, SourceLine))
-            except errors.FatalNetworkError as exc:
-                log.warning(
-                    "the site's Medication resources cannot be read, so administrations that name their "
-                    "drug by reference stay unmapped (each becomes an issue; once the adapter may read "
-                    "Medication, `trial-adapter sync --full` maps them): %s",
-                    exc,
-                    extra={"site": client.site},
-                )
-                return
-
-    return fetch
 
 
 class MedicationResolver:

@@ -2,9 +2,10 @@
 
 docs/design.md §2.  Patients are found by searching their roster identifiers
 (``Patient?identifier=system|value,...``), never by name.  Then, per
-resource type, one search per batch of patients (``patient=a,b,c``):
-Observations only with the catalog's mapped codes (long code lists are split
-over several searches) and the configured categories; all
+resource type, one search per batch of patients (``patient=a,b,c``), with
+the codes the caller wants (``adapter.fhir.wanted``; for a sync, the
+catalog's mapped Observation codes; long code lists are split over several
+searches) and, for Observations, the configured categories; all
 MedicationAdministrations and Procedures.  Each Bundle page becomes one
 ``Page``, the unit the sync commits.
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -40,8 +41,7 @@ from adapter.fhir import bundles, connect, http, medications, prefetch, verify
 from adapter.fhir import settings as fhir_settings
 from adapter.fhir.ndjson import BadLine, SourceLine
 from adapter.fhir.source import Page
-from adapter.mapping import catalog as catalog_mod
-from adapter.mapping.facts import ConceptKind
+from adapter.fhir.wanted import Wanted
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ UNASKED_PATIENTS = prometheus_client.Counter(
     "Patients a site's Patient search returned without any searched identifier (dropped), by site.",
     ["site"],
 )
-OBSERVATION_KINDS = frozenset({ConceptKind.LAB, ConceptKind.VITAL, ConceptKind.SCORE})
 CURSOR_VERSION = 1
 T = TypeVar("T")
 
@@ -97,22 +96,9 @@ def escape_token(value: str) -> str:
     return value
 
 
-def observation_code_tokens(catalog: catalog_mod.Catalog) -> list[str]:
-    """``system|code`` tokens for every Observation concept's code, in each system spelling.
-
-    A site may send a code system under an alias (an OID instead of the URI);
-    the catalog knows the aliases, so the search asks for those spellings too.
-    """
-    spellings: dict[str, list[str]] = {}
-    for alias, canonical in catalog.system_aliases.items():
-        spellings.setdefault(canonical, []).append(alias)
-    tokens = {
-        f"{escape_token(spelling)}|{escape_token(code)}"
-        for (system, code), concept_id in catalog.codes.items()
-        if catalog.concepts[concept_id].kind in OBSERVATION_KINDS
-        for spelling in (system, *spellings.get(system, ()))
-    }
-    return sorted(tokens)
+def code_tokens(codes: Iterable[tuple[str, str]]) -> list[str]:
+    """Escaped ``system|code`` search tokens for these codes, sorted (a stable query plan)."""
+    return sorted({f"{escape_token(system)}|{escape_token(code)}" for system, code in codes})
 
 
 def plan_fingerprint(queries: Sequence[Query]) -> str:
@@ -140,19 +126,17 @@ class RestSearchSource:
         settings: fhir_settings.RestSource,
         *,
         roster: roster_mod.Roster,
-        catalog: catalog_mod.Catalog,
+        wanted: Wanted,
         client: http.FhirClient | None = None,
-        filter_observations: bool = True,
         prefetch: bool = True,
     ) -> None:
         self.site = site
-        self.filter_observations = filter_observations  # False only for discovery
         self.prefetch = prefetch  # fetch the next page while the sync stores this one
         self.settings = settings
         # The caller's, already loaded and checked (``SiteSetup``): the source
         # searches for exactly the patients and codes the pass maps.
         self.roster = roster
-        self.catalog = catalog
+        self.wanted = wanted
         self._client = client
         self._complete_pass = False
         self._medications: medications.MedicationResolver | None = None
@@ -168,7 +152,7 @@ class RestSearchSource:
     def medications(self) -> medications.MedicationResolver:
         """Resolves administrations' Medication references, each Medication fetched once per source."""
         if self._medications is None:
-            lookup = medications.server_lookup(self.client, strict=self.settings.strict_search)
+            lookup = bundles.medication_lookup(self.client, strict=self.settings.strict_search)
             self._medications = medications.MedicationResolver(lookup)
         return self._medications
 
@@ -319,12 +303,13 @@ class RestSearchSource:
         settings = self.settings
         extra: list[tuple[str, str]] = []
         code_chunks: list[Sequence[str]] = [()]
+        wanted_codes = self.wanted.codes_for(resource_type)
+        if wanted_codes is not None:
+            codes = code_tokens(wanted_codes)
+            if not codes:
+                return []  # nothing wanted: asking without a code filter would fetch everything
+            code_chunks = list(chunks(codes, settings.codes_per_query))
         if resource_type == "Observation":
-            if self.filter_observations:
-                codes = observation_code_tokens(self.catalog)
-                if not codes:
-                    return []  # nothing mapped: asking without a code filter would fetch everything
-                code_chunks = list(chunks(codes, settings.codes_per_query))
             if settings.observation_category:
                 extra.append(("category", ",".join(settings.observation_category)))
         if since is not None:

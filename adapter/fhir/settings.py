@@ -4,6 +4,8 @@ These are the ``fhir-rest`` (search API) and ``fhir-bulk`` (Bulk Data
 ``$export``) source kinds; ``adapter.config`` puts them into the
 ``SourceConfig`` union next to ``ndjson``.  Site IT teams write them by hand,
 so every field's ``description`` doubles as the fix shown when it is wrong.
+The ``tls`` table and the ``bearer`` / ``none`` auth kinds are the ones a
+network repository has too (``adapter.net.settings``).
 
 Secrets are never values in this file, only the *name* of an environment
 variable or the *path* of a file that holds them: config files travel into
@@ -13,17 +15,15 @@ backups, tickets and screen shares (cumulus-fhir-support
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from adapter.fhir import profiles
-
-Strict = ConfigDict(extra="forbid", frozen=True)
-Resolve = Callable[[Path], Path]
+from adapter.net import settings as net_settings
+from adapter.net.settings import URL_PATTERN, BearerAuth, NoAuth, Resolve, Strict, TlsSettings
 
 # Size caps on what a site sends (every source kind has max_resource_bytes).  1 MiB
 # is twenty times a large real resource (an Observation with a narrative is some
@@ -42,31 +42,6 @@ MaxResourceBytes = Annotated[
     ),
 ]
 
-URL_PATTERN = r"^https?://[^\s?#]+$"
-
-
-class NoAuth(BaseModel):
-    model_config = Strict
-
-    kind: Literal["none"] = Field(description='"none": the server needs no credentials (test servers only)')
-
-
-class BearerAuth(BaseModel):
-    model_config = Strict
-
-    kind: Literal["bearer"] = Field(description='"bearer": a static access token issued by the site')
-    token_env: str | None = Field(
-        None, description="name of the environment variable holding the bearer token"
-    )
-    token_file: Path | None = Field(
-        None, description="file holding the bearer token on its first line (keep it 0600)"
-    )
-
-    @pydantic.model_validator(mode="after")
-    def _one_secret(self) -> BearerAuth:
-        _exactly_one(self.token_env, self.token_file, "token_env", "token_file")
-        return self
-
 
 class BasicAuth(BaseModel):
     model_config = Strict
@@ -82,7 +57,7 @@ class BasicAuth(BaseModel):
 
     @pydantic.model_validator(mode="after")
     def _one_secret(self) -> BasicAuth:
-        _exactly_one(self.password_env, self.password_file, "password_env", "password_file")
+        net_settings.exactly_one(self.password_env, self.password_file, "password_env", "password_file")
         return self
 
 
@@ -121,38 +96,6 @@ class SmartBackendAuth(BaseModel):
 
 
 AuthConfig = Annotated[NoAuth | BearerAuth | BasicAuth | SmartBackendAuth, Field(discriminator="kind")]
-
-
-class TlsSettings(BaseModel):
-    model_config = Strict
-
-    verify: bool = Field(
-        True,
-        description="true (the default) to check the server's TLS certificate; false only for test "
-        "servers, and it is logged as a warning on every start",
-    )
-    ca_bundle: Path | None = Field(
-        None, description="PEM file of the CA certificates to trust, for sites with their own CA"
-    )
-    client_cert: Path | None = Field(
-        None, description="PEM client certificate for mutual TLS (with client_key, or a combined PEM)"
-    )
-    client_key: Path | None = Field(None, description="PEM private key of the mutual-TLS client certificate")
-
-    @pydantic.model_validator(mode="after")
-    def _key_needs_cert(self) -> TlsSettings:
-        if self.client_key is not None and self.client_cert is None:
-            raise ValueError("client_key is set but client_cert is not; mutual TLS needs both")
-        return self
-
-    def resolved(self, resolve: Resolve) -> TlsSettings:
-        return self.model_copy(
-            update={
-                name: resolve(value)
-                for name in ("ca_bundle", "client_cert", "client_key")
-                if (value := getattr(self, name)) is not None
-            }
-        )
 
 
 class RetrySettings(BaseModel):
@@ -319,13 +262,7 @@ class BulkSource(FhirServerSettings):
 TAGGED_MODELS: dict[str, type[BaseModel]] = {
     "fhir-rest": RestSource,
     "fhir-bulk": BulkSource,
-    "none": NoAuth,
-    "bearer": BearerAuth,
+    **net_settings.TAGGED_MODELS,
     "basic": BasicAuth,
     "smart-backend": SmartBackendAuth,
 }
-
-
-def _exactly_one(env: str | None, file: Path | None, env_name: str, file_name: str) -> None:
-    if (env is None) == (file is None):
-        raise ValueError(f"set exactly one of {env_name} (environment variable) or {file_name} (file)")

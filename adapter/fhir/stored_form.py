@@ -9,12 +9,13 @@ extensions with a birth date.  None of it helps to re-map, so none of it is
 stored (data minimisation at rest; a backup of the state database is then
 much less of an EHR extract).
 
-The kept fields are derived from the lean models (``adapter.fhir.lean``),
-which declare exactly what the mapping engine reads, so a field the engine
-starts to read is kept without anyone remembering to list it here; plus
-what validation looks at (every alternative of a choice element, the
-``_status`` explanation) and the version stamp.  A reference keeps only its
-``reference``, never its ``display`` or ``identifier``.
+The kept fields are derived from the lean models
+(``adapter.fhir.validation.lean_models``), which declare exactly what the
+mapping engine reads, so a field the engine starts to read is kept without
+anyone remembering to list it here; plus what validation looks at (every
+alternative of a choice element, the ``_status`` explanation) and the
+version stamp.  A reference keeps only its ``reference``, never its
+``display`` or ``identifier``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from adapter.fhir import lean
+from adapter.fhir.validation import lean_models
 
 Spec = dict[str, "Spec | None"]  # field -> what to keep inside it (None: the whole value)
 
@@ -44,7 +45,7 @@ def for_storage(raw: dict[str, Any]) -> dict[str, Any]:
 
 @functools.cache
 def _resource_spec(resource_type: str) -> Spec | None:
-    model = lean.model_for(resource_type)
+    model = lean_models.model_for(resource_type)
     if model is None:
         return None
     spec: Spec = {**_model_spec(model), **_ALWAYS, "_status": None}

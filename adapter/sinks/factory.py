@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from adapter.config import FileRepository, RepositoryConfig
 from adapter.sinks import settings
 from adapter.sinks.base import Sink
 from adapter.sinks.fhir import FhirSink
@@ -13,7 +12,9 @@ from adapter.sinks.http import HttpSink
 from adapter.sinks.redcap import RedcapSink
 
 
-def make_sink(repository: RepositoryConfig, *, should_stop: Callable[[], bool] | None = None) -> Sink:
+def make_sink(
+    repository: settings.RepositoryConfig, *, should_stop: Callable[[], bool] | None = None
+) -> Sink:
     """The sink the config asks for.
 
     Network sinks read their credentials on first use, so building one (for
@@ -23,7 +24,7 @@ def make_sink(repository: RepositoryConfig, *, should_stop: Callable[[], bool] |
     batch between requests; the others send a batch in a few requests and
     leave stopping to the outbox, between batches.
     """
-    if isinstance(repository, FileRepository):
+    if isinstance(repository, settings.FileRepository):
         return FileSink(repository.path)
     if isinstance(repository, settings.HttpRepository):
         return HttpSink(repository, should_stop=should_stop)
@@ -32,8 +33,8 @@ def make_sink(repository: RepositoryConfig, *, should_stop: Callable[[], bool] |
     return RedcapSink(repository)
 
 
-def describe(repository: RepositoryConfig) -> str:
+def describe(repository: settings.RepositoryConfig) -> str:
     """Where the records go, for people: the folder or the URL."""
-    if isinstance(repository, FileRepository):
+    if isinstance(repository, settings.FileRepository):
         return str(repository.path)
     return repository.url

@@ -24,7 +24,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapter import config as config_mod
+from adapter.sinks import settings as sink_settings
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -43,9 +43,9 @@ class RepositoryIdentity:
         return f"{self.kind} repository {self.location}"
 
 
-def of(repository: config_mod.RepositoryConfig) -> RepositoryIdentity:
+def of(repository: sink_settings.RepositoryConfig) -> RepositoryIdentity:
     """The identity of the repository a config names."""
-    if isinstance(repository, config_mod.FileRepository):
+    if isinstance(repository, sink_settings.FileRepository):
         return RepositoryIdentity("file", str(Path(repository.path).resolve()))
     return RepositoryIdentity(repository.kind, normalized_url(repository.url))
 

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 import requests
 
+from adapter.net import credentials, messages
 from adapter.sinks import redcap_rows, transport
 from adapter.sinks.base import (
     Delivery,
@@ -39,7 +40,7 @@ from adapter.sinks.base import (
 )
 from adapter.sinks.settings import RedcapRepository
 
-REDACTED = "(redacted)"
+REDACTED = credentials.REDACTED  # the token, as a preview shows it
 VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
 
 
@@ -58,8 +59,8 @@ class RedcapSink:
     def token(self) -> str:
         """Read on first use, so a dry run needs no token."""
         if self._token is None:
-            self._token = transport.read_secret(
-                self.settings.token_env, self.settings.token_file, "repository.token_env / token_file"
+            self._token = credentials.read_secret(
+                self.settings.token_env, self.settings.token_file, key="repository", what="REDCap API token"
             )
         return self._token
 
@@ -243,4 +244,4 @@ def _check_count(response: requests.Response, what: str) -> transport.Failure | 
         return transport.Failure(f"{what}: REDCap's answer is not JSON: {response.text[:200]}", outage=False)
     if isinstance(body, dict) and "count" in body:
         return None
-    return transport.Failure(f"{what}: REDCap answered {transport.server_message(response)}", outage=False)
+    return transport.Failure(f"{what}: REDCap answered {messages.server_said(response)}", outage=False)

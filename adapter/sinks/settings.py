@@ -1,12 +1,12 @@
-"""The ``[repository]`` tables of the network sinks: ``http``, ``fhir`` and ``redcap``.
+"""The ``[repository]`` tables: the ``file`` folder and the network sinks ``http``, ``fhir``, ``redcap``.
 
-``adapter.config`` puts these into the ``RepositoryConfig`` union next to
-``file``.  Site IT teams write them by hand, so every field's
+They are joined in the ``RepositoryConfig`` union that ``adapter.config``
+puts into the config.  Site IT teams write them by hand, so every field's
 ``description`` doubles as the fix shown when it is wrong.  Credentials are
 never values here, only the *name* of an environment variable or the *path*
 of a file (the same ``[repository.auth]`` and ``[repository.tls]`` tables as
-a FHIR source, ``adapter.fhir.settings``), because config files travel into
-backups and tickets.
+a FHIR source has, ``adapter.net.settings``), because config files travel
+into backups and tickets.
 """
 
 from __future__ import annotations
@@ -16,14 +16,23 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from adapter.fhir import settings as fhir_settings
+from adapter.net.settings import URL_PATTERN, BearerAuth, NoAuth, Resolve, Strict, TlsSettings
 from adapter.protocol.records import RecordType
 
-Strict = ConfigDict(extra="forbid", frozen=True)
+SinkAuth = Annotated[NoAuth | BearerAuth, Field(discriminator="kind")]
 
-SinkAuth = Annotated[fhir_settings.NoAuth | fhir_settings.BearerAuth, Field(discriminator="kind")]
+
+class FileRepository(BaseModel):
+    model_config = Strict
+
+    kind: Literal["file"] = Field(description='"file": NDJSON files per record type plus a manifest')
+    path: Path = Field(description="folder the trial-repository files are written to")
+
+    def resolved(self, resolve: Resolve) -> FileRepository:
+        """The folder, resolved against the config file's folder."""
+        return self.model_copy(update={"path": resolve(self.path)})
 
 
 class NetworkSinkSettings(BaseModel):
@@ -32,18 +41,18 @@ class NetworkSinkSettings(BaseModel):
     model_config = Strict
 
     url: str = Field(
-        pattern=fhir_settings.URL_PATTERN,
+        pattern=URL_PATTERN,
         description='the repository\'s base URL, e.g. "https://trials.example.org/api" (no query string)',
     )
-    tls: fhir_settings.TlsSettings = Field(
-        fhir_settings.TlsSettings(),
+    tls: TlsSettings = Field(
+        TlsSettings(),
         description="TLS settings: verify, ca_bundle, and client_cert / client_key for mutual TLS",
     )
     timeout_seconds: float = Field(
         60.0, gt=0, le=900, description="seconds to wait for the repository to answer one request"
     )
 
-    def resolved(self, resolve: fhir_settings.Resolve) -> Self:
+    def resolved(self, resolve: Resolve) -> Self:
         """Relative certificate paths, resolved against the config file's folder."""
         return self.model_copy(update={"tls": self.tls.resolved(resolve)})
 
@@ -52,13 +61,13 @@ class BearerSinkSettings(NetworkSinkSettings):
     """A network repository that takes a bearer token, mutual TLS, or both."""
 
     auth: SinkAuth = Field(
-        fhir_settings.NoAuth(kind="none"),
+        NoAuth(kind="none"),
         description='a table with kind = "bearer" (token_env or token_file) or "none" (e.g. mutual TLS only)',
     )
 
-    def resolved(self, resolve: fhir_settings.Resolve) -> Self:
+    def resolved(self, resolve: Resolve) -> Self:
         base = super().resolved(resolve)
-        if isinstance(self.auth, fhir_settings.BearerAuth) and self.auth.token_file is not None:
+        if isinstance(self.auth, BearerAuth) and self.auth.token_file is not None:
             auth = self.auth.model_copy(update={"token_file": resolve(self.auth.token_file)})
             return base.model_copy(update={"auth": auth})
         return base
@@ -145,7 +154,7 @@ class RedcapRepository(NetworkSinkSettings):
         description='"redcap": a REDCap project, written through the API record import'
     )
     url: str = Field(
-        pattern=fhir_settings.URL_PATTERN,
+        pattern=URL_PATTERN,
         description='the REDCap API endpoint, e.g. "https://redcap.example.org/api/"',
     )
     token_env: str | None = Field(
@@ -182,7 +191,7 @@ class RedcapRepository(NetworkSinkSettings):
             )
         return self
 
-    def resolved(self, resolve: fhir_settings.Resolve) -> Self:
+    def resolved(self, resolve: Resolve) -> Self:
         base = super().resolved(resolve)
         if self.token_file is None:
             return base
@@ -194,8 +203,14 @@ def template_fields(template: str) -> list[str]:
     return _TEMPLATE_FIELD.findall(template)
 
 
+RepositoryConfig = Annotated[
+    FileRepository | HttpRepository | FhirRepository | RedcapRepository, Field(discriminator="kind")
+]
+
+
 # Discriminator tags of the models above, for adapter.config's error messages.
 TAGGED_MODELS: dict[str, type[BaseModel]] = {
+    "file": FileRepository,
     "http": HttpRepository,
     "fhir": FhirRepository,
     "redcap": RedcapRepository,

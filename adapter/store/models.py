@@ -17,16 +17,42 @@ import datetime as dt
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, DateTime, Index, Integer, String, Text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A moment stored in UTC and always read back timezone-aware.
+
+    SQLite has no time zone type: it keeps the wall-clock digits and hands back
+    a naive datetime.  Every moment the adapter writes is converted to UTC
+    first, so a naive value read back is UTC, and this one type says so for
+    every column instead of each reader repairing it.  PostgreSQL's
+    ``timestamptz`` already does both; the conversions are then no-ops.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is not None and value.tzinfo is not None:
+            return value.astimezone(dt.UTC)
+        return value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
+
+
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {
-        dt.datetime: DateTime(timezone=True),
+        dt.datetime: UTCDateTime(),
         dict: JSON,
         list: JSON,
     }

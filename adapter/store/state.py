@@ -1,7 +1,7 @@
 """Reading and writing the adapter's state: the few operations the sync needs.
 
 Each function does one bookkeeping step inside the caller's transaction; the
-caller commits.  Keeping them here (not in sync.py) keeps SQL out of the
+caller commits.  Keeping them here (not in adapter/sync/) keeps SQL out of the
 pipeline logic and gives the console and CLI the same operations.
 """
 
@@ -426,5 +426,13 @@ def outbox_backlog(session: Session) -> tuple[int, dt.datetime | None]:
     return int(row[0]), row[1]
 
 
-def audit(session: Session, actor: str, action: str, target: str, **detail: Any) -> None:
-    session.add(models.AuditEntry(actor=actor, action=action, target=target, detail=detail))
+def audit(session: Session, actor: str, action: str, target: str, **detail: Any) -> models.AuditEntry:
+    """Record who did what to which target, in the caller's transaction.
+
+    The only writer of the audit trail.  The entry is flushed so its id can
+    be linked to at once (a fix's result page names the entry it wrote).
+    """
+    entry = models.AuditEntry(actor=actor, action=action, target=target, detail=detail)
+    session.add(entry)
+    session.flush()
+    return entry

@@ -162,7 +162,7 @@ def find_issues(
             token=tokens.token(row.key),
             sources=counts.get(row.key, 0),
             glimpse=glimpses.get(firsts.get(row.key, ("", ""))),
-            age_days=max(0, (now - _aware(row.first_seen)).days),
+            age_days=max(0, (now - row.first_seen).days),
             source_refs=tuple(refs.get(row.key, ())),
         )
         for row in rows
@@ -280,8 +280,3 @@ def _glimpses(session: Session, refs: Mapping[str, tuple[str, str]]) -> dict[tup
         ).where(condition)
     )
     return {(site, f"{rtype}/{rid}"): glimpse(orjson.loads(raw)) for site, rtype, rid, raw in rows}
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive datetimes for timezone-aware columns: they are UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)

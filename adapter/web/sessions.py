@@ -138,8 +138,8 @@ def is_live(
     if row is None or row.user_id != session.user_id or row.revoked_at is not None:
         return False
     moment = now or models.utcnow()
-    seen = _aware(row.last_seen_at)
-    if moment - _aware(row.created_at) > lifetime or moment - seen > idle:
+    seen = row.last_seen_at
+    if moment - row.created_at > lifetime or moment - seen > idle:
         return False
     if moment - seen >= TOUCH_EVERY:
         row.last_seen_at = moment
@@ -169,11 +169,6 @@ def forget_dead(
             )
         )
     )
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive datetimes; they were written in UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def load_or_create_secret(path: Path) -> bytes:

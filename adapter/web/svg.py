@@ -40,13 +40,6 @@ class Svg:
         inner = (f"<title>{escape(tooltip)}</title>" if tooltip else "") + (escape(text) if text else "")
         self._parts.append(f"<{tag} {rendered}>{inner}</{tag}>" if inner else f"<{tag} {rendered}/>")
 
-    def open_group(self, **attrs: object) -> None:
-        rendered = " ".join(f"{_name(k)}={quoteattr(_fmt(v))}" for k, v in attrs.items() if v is not None)
-        self._parts.append(f"<g {rendered}>")
-
-    def close_group(self) -> None:
-        self._parts.append("</g>")
-
     def __str__(self) -> str:
         head = (
             f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_fmt(self.width)} {_fmt(self.height)}" '

@@ -76,7 +76,7 @@ path = "repo"
     listed = runner.invoke(main.app, ["issues", "list", "-c", str(config), "--kind", "unknown_code"])
     assert "0099" not in listed.output
     missing = runner.invoke(main.app, ["issues", "show", "nope", "-c", str(config)])
-    assert missing.exit_code == 1 and "no issue with key" in missing.output
+    assert missing.exit_code == 2 and "no issue with key" in missing.output
 
 
 def test_check_reports_a_missing_source_folder(tmp_path: Path) -> None:

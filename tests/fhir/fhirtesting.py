@@ -11,7 +11,6 @@ from typing import Any
 
 from adapter import config as config_mod
 from adapter.demo import site as demo_site
-from adapter.fhir import factory
 from adapter.fhir.source import Source
 from adapter.sync import SiteSetup
 
@@ -50,4 +49,4 @@ def server_config(
 def site_source(config: config_mod.Config) -> Source:
     """The first site's source as a sync builds it: with its ``SiteSetup``'s catalog and roster."""
     setup = SiteSetup.load(config, config.sites[0])
-    return factory.make_source(setup.site, catalog=setup.catalog, roster=setup.roster)
+    return setup.make_source()

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from adapter import errors
 from adapter.fhir import auth, http
 from adapter.fhir import settings as fhir_settings
+from adapter.net.settings import BearerAuth
 
 from fhirtesting import BASE, Sleeps
 
@@ -187,7 +188,7 @@ def test_static_schemes_read_secrets_from_env_or_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SITE_TOKEN", "s3cret-token\n")
-    bearer = auth.make_authorizer(fhir_settings.BearerAuth(kind="bearer", token_env="SITE_TOKEN"))  # noqa: S106
+    bearer = auth.make_authorizer(BearerAuth(kind="bearer", token_env="SITE_TOKEN"))  # noqa: S106
     client = http.FhirClient("test-site", BASE)
     assert bearer.headers(client) == {"Authorization": "Bearer s3cret-token"}
     assert bearer.refresh(client) is False  # a static token cannot be renewed: a 401 is final
@@ -198,7 +199,7 @@ def test_static_schemes_read_secrets_from_env_or_file(
     assert basic.headers(client) == {"Authorization": "Basic dTpwYTpzcw=="}
     monkeypatch.delenv("SITE_TOKEN")
     with pytest.raises(errors.ConfigError, match="SITE_TOKEN") as caught:
-        auth.make_authorizer(fhir_settings.BearerAuth(kind="bearer", token_env="SITE_TOKEN"))  # noqa: S106
+        auth.make_authorizer(BearerAuth(kind="bearer", token_env="SITE_TOKEN"))  # noqa: S106
     assert "s3cret" not in str(caught.value)
 
 

@@ -13,9 +13,10 @@ from adapter import config as config_mod
 from adapter import errors, paths
 from adapter import roster as roster_mod
 from adapter.cli import main as cli
-from adapter.fhir import auth, capability, discover, factory, http, rest
+from adapter.fhir import auth, capability, discover, http, rest
 from adapter.fhir import settings as fhir_settings
 from adapter.mapping import catalog as catalog_mod
+from adapter.mapping import discovery
 from adapter.store import db
 from adapter.sync import SiteSetup, sync_site
 
@@ -83,7 +84,9 @@ def test_discover_lists_codes_units_and_what_is_unmapped(
     config = server_config(tmp_path, demo_server.base_url, ("demo-east",))
     site = config.sites[0]
     catalog = catalog_mod.load_catalog(config.study.mappings, site.id)
-    found = discover.discover_site(site, catalog, roster_mod.load_roster(site.roster))
+    found = discovery.judge(
+        discover.discover_site(site.id, site.source, roster_mod.load_roster(site.roster)), catalog
+    )
     assert found.patients_found == 4
     by_code = {(c.system, c.code): c for c in found.codes}
     sodium = by_code[("http://hospital-east.example/fhir/lis", "0099")]
@@ -103,7 +106,9 @@ def test_discover_reads_the_ndjson_folder_too(tmp_path: Path) -> None:
     config = demo_config(tmp_path, ("demo-east",))
     site = config.sites[0]
     catalog = catalog_mod.load_catalog(config.study.mappings, site.id)
-    found = discover.discover_site(site, catalog, roster_mod.load_roster(site.roster))
+    found = discovery.judge(
+        discover.discover_site(site.id, site.source, roster_mod.load_roster(site.roster)), catalog
+    )
     assert any(c.code == "0099" and c.status == "unmapped" for c in found.codes)
 
 
@@ -154,7 +159,7 @@ def test_sync_through_smart_backend_services(
         auth={"kind": "smart-backend", "client_id": "trial-adapter", "key_file": str(key)},
     )
     setup = SiteSetup.load(config, config.sites[0])
-    source = factory.make_source(setup.site, catalog=setup.catalog, roster=setup.roster)
+    source = setup.make_source()
     assert isinstance(source, rest.RestSearchSource)
     urls: list[str] = []
     source.client.session.hooks["response"].append(lambda r, *a, **k: urls.append(r.url))

@@ -18,6 +18,7 @@ import urllib3
 
 from adapter import errors
 from adapter.fhir import http
+from adapter.net.retry import RetryPolicy
 
 from fhirtesting import BASE, Sleeps
 
@@ -49,22 +50,13 @@ def test_429_storm_honours_retry_after_then_succeeds(client: http.FhirClient, sl
 @responses.activate
 def test_retry_after_http_date_is_understood_and_capped(sleeps: Sleeps) -> None:
     client = http.FhirClient(
-        "test-site", BASE, sleep=sleeps, retry=http.RetryPolicy(retry_after_cap=30, max_wait=100)
+        "test-site", BASE, sleep=sleeps, retry=RetryPolicy(retry_after_cap=30, max_wait=100)
     )
     later = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(hours=5), usegmt=True)
     responses.get(f"{BASE}/metadata", status=503, headers={"Retry-After": later})
     responses.get(f"{BASE}/metadata", json={"resourceType": "CapabilityStatement"})
     client.get_json("metadata")
     assert sleeps == [30]  # five hours asked, the cap granted
-
-
-def test_parse_retry_after_forms() -> None:
-    now = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
-    assert http.parse_retry_after("120", now) == 120
-    assert http.parse_retry_after("Sat, 01 Mar 2025 12:00:30 GMT", now) == 30
-    assert http.parse_retry_after("Sat, 01 Mar 2025 11:00:00 GMT", now) == 0  # in the past: now
-    assert http.parse_retry_after("soon", now) is None
-    assert http.parse_retry_after(None, now) is None
 
 
 @responses.activate
@@ -82,9 +74,7 @@ def test_503s_back_off_exponentially_with_jitter_and_give_up(client: http.FhirCl
 
 @responses.activate
 def test_total_wait_is_capped(sleeps: Sleeps) -> None:
-    client = http.FhirClient(
-        "test-site", BASE, sleep=sleeps, retry=http.RetryPolicy(attempts=10, max_wait=20)
-    )
+    client = http.FhirClient("test-site", BASE, sleep=sleeps, retry=RetryPolicy(attempts=10, max_wait=20))
     responses.get(f"{BASE}/Procedure", status=429, headers={"Retry-After": "15"})
     with pytest.raises(errors.TemporaryNetworkError, match="limit"):
         client.get_json("Procedure")
@@ -215,7 +205,7 @@ class CountingAuth:
 @responses.activate
 def test_401_gets_one_reauth_that_is_not_a_retry(sleeps: Sleeps) -> None:
     auth = CountingAuth()
-    client = http.FhirClient("test-site", BASE, auth=auth, sleep=sleeps, retry=http.RetryPolicy(attempts=1))
+    client = http.FhirClient("test-site", BASE, auth=auth, sleep=sleeps, retry=RetryPolicy(attempts=1))
     responses.get(f"{BASE}/Patient", status=401)
     responses.get(f"{BASE}/Patient", json={"resourceType": "Bundle"})
     client.get_json("Patient")
@@ -240,29 +230,3 @@ def test_malformed_json_is_a_source_error(client: http.FhirClient) -> None:
     )
     with pytest.raises(errors.SourceError, match="not valid JSON"):
         client.get_json("Observation", params={"patient": "p1,p2"})
-
-
-def test_redact_url_keeps_paging_drops_who() -> None:
-    url = f"{BASE}/Observation?patient=a,b,c&code=http://loinc.org|1-8&_count=50&_lastUpdated=gt2025-01-01"
-    assert http.redact_url(url) == (
-        f"{BASE}/Observation?patient=…(3)&code=…(1)&_count=50&_lastUpdated=gt2025-01-01"
-    )
-    assert http.redact_url(f"{BASE}/metadata") == f"{BASE}/metadata"
-
-
-def test_outcome_text_reads_details_then_diagnostics() -> None:
-    body = {
-        "resourceType": "OperationOutcome",
-        "issue": [
-            {"severity": "error", "code": "invalid", "details": {"text": "bad date"}, "diagnostics": "x"},
-            {"severity": "warning", "code": "not-supported"},
-        ],
-    }
-    assert http.outcome_text(body) == "error: bad date; warning: not-supported"
-    assert http.outcome_text({"resourceType": "Patient"}) is None
-
-
-def test_verify_off_is_logged_loudly(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("WARNING", logger="adapter.fhir.http"):
-        http.FhirClient("test-site", BASE, verify=False)
-    assert "TLS certificate verification is OFF" in caplog.text

@@ -12,9 +12,10 @@ import orjson
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
-from adapter import paths, sync
+from adapter import paths
 from adapter.fhir.medications import MedicationResolver, external_medication, medication_id
 from adapter.fhir.ndjson import NdjsonFolderSource
+from adapter.fhir.validation import model_for
 from adapter.mapping import catalog, engine
 from adapter.mapping.issues import IssueKind
 
@@ -57,9 +58,7 @@ class Lookups:
 
 def mapped(raw: dict[str, Any], validation: str) -> engine.MappingResult:
     model = (
-        sync.model_for(raw["resourceType"])
-        if validation == "lean"
-        else get_fhir_model_class(raw["resourceType"])
+        model_for(raw["resourceType"]) if validation == "lean" else get_fhir_model_class(raw["resourceType"])
     )
     return engine.map_resource(model.model_validate(raw), "v:1", CTX)
 

@@ -1,4 +1,4 @@
-"""`check`'s behaviour probes (adapter/fhir/probe.py): each quirk found, named, and its setting given.
+"""`check`'s behaviour probes (adapter/fhir/probe/): each quirk found, named, and its setting given.
 
 A small fake FHIR server (``FakeServer``, mocked with ``responses``) answers
 the probes' searches from a handful of resources and can be switched to
@@ -28,6 +28,7 @@ from adapter.cli import report
 from adapter.fhir import capability, http, probe, rest
 from adapter.fhir import settings as fhir_settings
 from adapter.mapping import catalog as catalog_mod
+from adapter.mapping import discovery
 from adapter.sync import SiteSetup
 
 from fhirserver import FhirServer
@@ -212,7 +213,9 @@ def catalog() -> catalog_mod.Catalog:
 
 @pytest.fixture
 def fake(catalog: catalog_mod.Catalog) -> Iterator[FakeServer]:
-    system, _, code = rest.observation_code_tokens(catalog)[0].partition("|")
+    system, _, code = rest.code_tokens(discovery.source_wanted(catalog).codes["Observation"])[0].partition(
+        "|"
+    )
     server = FakeServer(code=(system, code))
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
         mocked.add_callback(
@@ -232,7 +235,12 @@ def run(
 ) -> dict[str, capability.CheckRow]:
     server = fhir_settings.RestSource(kind="fhir-rest", base_url=BASE, **settings)
     rows = probe.probe_server(
-        "test-site", server, client, roster=ROSTER, catalog=catalog, budget_seconds=budget
+        "test-site",
+        server,
+        client,
+        roster=ROSTER,
+        wanted=discovery.source_wanted(catalog),
+        budget_seconds=budget,
     )
     for row in rows:  # never a patient id or an MRN, whatever the server said
         assert not [value for value in SENSITIVE if value in row.detail], row
@@ -469,7 +477,10 @@ def test_a_well_behaved_real_server_gets_an_all_ok_behaviour_table(
     config = server_config(tmp_path, demo_server.base_url, ("demo-north",))
     setup = SiteSetup.load(config, config.sites[0])
     rows = capability.check_server(
-        "demo-north", config.sites[0].source, roster=setup.roster, catalog=setup.catalog
+        "demo-north",
+        config.sites[0].source,
+        roster=setup.roster,
+        wanted=discovery.source_wanted(setup.catalog),
     )
     behaviour = {row.item: row for row in rows if row.item.startswith("behaviour:")}
     assert set(behaviour) == {

@@ -23,6 +23,7 @@ from adapter.fhir import bundles, http, rest
 from adapter.fhir import settings as fhir_settings
 from adapter.fhir.ndjson import BadLine, SourceLine
 from adapter.mapping import catalog as catalog_mod
+from adapter.mapping import discovery
 
 from fhirtesting import BASE
 
@@ -73,7 +74,7 @@ def source(client: http.FhirClient, **settings: Any) -> rest.RestSearchSource:
         "demo-north",
         config,
         roster=roster_mod.Roster(entries),
-        catalog=catalog_mod.load_catalog(paths.default_mappings_dir(), "demo-north"),
+        wanted=discovery.source_wanted(catalog_mod.load_catalog(paths.default_mappings_dir(), "demo-north")),
         client=client,
     )
 
@@ -192,7 +193,7 @@ def test_server_time_falls_back_to_the_date_header(client: http.FhirClient) -> N
 
 def test_plan_batches_patients_chunks_codes_and_adds_filters(client: http.FhirClient) -> None:
     src = source(client, patient_batch_size=2, codes_per_query=10, observation_category=("laboratory",))
-    tokens = rest.observation_code_tokens(src.catalog)
+    tokens = rest.code_tokens(src.wanted.codes_for("Observation") or ())
     assert "urn:oid:2.16.840.1.113883.6.1|2160-0" in tokens  # the OID spelling of LOINC too
     assert "http://loinc.org|2160-0" in tokens
     assert not any("rxnorm" in t or "cpt" in t for t in tokens)  # not Observation concepts

@@ -26,6 +26,7 @@ from adapter.fhir import rest
 from adapter.fhir.source import Page
 from adapter.sinks import factory as sinks
 from adapter.store import db, models
+from adapter.sync import ingest
 
 from fhirserver import FhirServer, FhirServerFactory
 from fhirtesting import server_config, site_source
@@ -113,7 +114,7 @@ def test_incremental_pass_without_changes_asks_once_per_type_and_batch_and_write
     assert again.unchanged > 500 and again.resources_mapped == again.facts_written == 0
     assert again.upserts == again.retractions == 0 and outbox_size(config) == outbox
 
-    monkeypatch.setattr(sync, "OVERLAP", dt.timedelta(0))
+    monkeypatch.setattr(ingest, "OVERLAP", dt.timedelta(0))
     before = requests_made("demo-north")
     quiet = sync.sync_site(setup, sessions)
     assert requests_made("demo-north") - before == 2 + 3 * 2
@@ -137,7 +138,7 @@ def test_updates_arrive_incrementally_and_a_full_sweep_retires_deletes(
     server.update(creatinine)
     server.delete("Procedure", "prc-81347760c93d")  # N-001's transplant
 
-    monkeypatch.setattr(sync, "OVERLAP", dt.timedelta(0))  # only what changed since the first pass
+    monkeypatch.setattr(ingest, "OVERLAP", dt.timedelta(0))  # only what changed since the first pass
     incremental = sync.sync_site(setup, sessions)
     assert incremental.resources_mapped == 1 and incremental.unchanged == 0  # the update, once
     assert incremental.upserts >= 1 and incremental.vanished == 0
@@ -200,7 +201,7 @@ def test_resume_after_a_crash_mid_pass(
     assert cursor_row(config, "Observation").resume is None
     watermark = cursor_row(config, "Observation").watermark
     assert watermark is not None and cursor.started is not None
-    assert sync._aware(watermark) == dt.datetime.fromisoformat(cursor.started)
+    assert watermark == dt.datetime.fromisoformat(cursor.started)
     job.run_once(config, config.sites)
     assert repository_records(config) == ndjson_records["demo-east"]
 

@@ -13,6 +13,7 @@ from adapter import roster as roster_mod
 from adapter.fhir import connect, factory, rest
 from adapter.fhir import settings as fhir_settings
 from adapter.mapping import catalog as catalog_mod
+from adapter.mapping import discovery
 
 
 def load(tmp_path: Path, source: dict[str, Any], **top: Any) -> config_mod.Config:
@@ -41,7 +42,9 @@ def test_rest_source_paths_resolve_against_the_config_folder(tmp_path: Path) -> 
     assert source.auth.key_file == tmp_path / "secrets" / "key.json"
     assert source.tls.ca_bundle == tmp_path / "ca.pem" and source.tls.client_key == tmp_path / "client.key"
     catalog = catalog_mod.load_catalog(paths.default_mappings_dir(), "site-a")
-    built = factory.make_source(config.sites[0], catalog=catalog, roster=roster_mod.Roster([]))
+    site = config.sites[0]
+    wanted = discovery.source_wanted(catalog)
+    built = factory.make_source(site.id, site.source, roster=roster_mod.Roster([]), wanted=wanted)
     assert isinstance(built, rest.RestSearchSource)  # offline, cheap
 
 
@@ -70,6 +73,15 @@ def test_bulk_work_dir_resolves(tmp_path: Path) -> None:
         (
             {"kind": "fhir-rest", "base_url": "https://x/fhir", "tls": {"client_key": "k.pem"}},
             "source.tls: client_key is set but client_cert is not",
+        ),
+        (
+            {
+                "kind": "fhir-rest",
+                "base_url": "https://x/fhir",
+                "tls": {"verify": False, "ca_bundle": "ca.pem"},
+            },
+            "source.tls: ca_bundle is set but verify = false, which checks no certificate at all; remove "
+            "verify = false",
         ),
         (
             {"kind": "fhir-rest", "base_url": "https://x/fhir?x=1"},

@@ -20,12 +20,15 @@ import sqlalchemy as sa
 from adapter import config as config_mod
 from adapter import errors, job, sync
 from adapter.fhir import capability, probe
+from adapter.mapping import discovery
 from adapter.mapping.issues import IssueKind
 from adapter.store import db, models
 
 from fhirtesting import server_config
 from golden import repository_records
 from quirkproxy import Quirks, QuirkServer
+
+pytestmark = pytest.mark.slow  # seconds each: real processes or servers (README: fast local run)
 
 SITE = "demo-north"
 Records = dict[str, dict[str, list[dict[str, Any]]]]
@@ -70,7 +73,8 @@ def behaviour(config: config_mod.Config) -> dict[str, capability.CheckRow]:
     setup = sync.SiteSetup.load(config, config.sites[0])
     source = config.sites[0].source
     assert isinstance(source, config_mod.fhir_settings.RestSource)
-    rows = capability.check_server(setup.site.id, source, roster=setup.roster, catalog=setup.catalog)
+    wanted = discovery.source_wanted(setup.catalog)
+    rows = capability.check_server(setup.site.id, source, roster=setup.roster, wanted=wanted)
     return {row.item: row for row in rows if row.item.startswith("behaviour:")}
 
 
@@ -188,7 +192,7 @@ def test_extra_patients_from_a_patient_search_are_dropped(quirk_server: QuirkSer
     config = config_for(tmp_path, quirk_server)
     setup = sync.SiteSetup.load(config, config.sites[0])
     quirk_server.quirks = Quirks(extra_patients=True)
-    source = sync.source_factory.make_source(setup.site, catalog=setup.catalog, roster=setup.roster)
+    source = setup.make_source()
     found = {line.resource["id"] for line in source.patients() if hasattr(line, "resource")}
     assert quirk_server.injected["extra_patients"] > 0
     assert found == set(quirk_server.roster_patients[SITE])

@@ -30,6 +30,7 @@ from adapter.fhir import settings as fhir_settings
 from adapter.fhir.ndjson import BadLine, SourceLine
 from adapter.fhir.source import Page
 from adapter.mapping import catalog as catalog_mod
+from adapter.mapping import discovery
 from adapter.store import db, models
 from adapter.sync import TOO_LARGE, SiteSetup, sync_site
 
@@ -302,7 +303,7 @@ def test_a_rest_source_hands_the_cap_to_its_pages(tmp_path: Path) -> None:
         "capped",
         settings,
         roster=roster_mod.Roster([roster_mod.RosterEntry(MRN, "M1", "S-1", dt.date(2025, 1, 1))]),
-        catalog=catalog_mod.load_catalog(paths.default_mappings_dir(), "capped"),
+        wanted=discovery.source_wanted(catalog_mod.load_catalog(paths.default_mappings_dir(), "capped")),
         prefetch=False,
     )
     assert source.client.max_resource_bytes == 4096 and source.client.max_body_bytes == 64 << 20

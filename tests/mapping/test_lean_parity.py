@@ -1,7 +1,7 @@
 """The lean models map exactly like the fhir.resources R4B models.
 
-``adapter/fhir/lean.py`` validates only the elements the engine reads; these
-tests hold it to the R4B models: on every bundled demo resource, on generated
+``adapter/fhir/validation/lean_models.py`` validates only the elements the
+engine reads; these tests hold it to the R4B models: on every bundled demo resource, on generated
 resources that vary every element the engine reads (good and bad values,
 wrong types, missing and conflicting choice elements), and on the one
 deliberate difference: an error in an element the adapter never reads does
@@ -30,7 +30,8 @@ from hypothesis import strategies as st
 from adapter import config as config_mod
 from adapter import paths, roster, sync
 from adapter.demo import site as demo_site
-from adapter.fhir import lean, ndjson
+from adapter.fhir import ndjson
+from adapter.fhir.validation import Mode, lean_models
 from adapter.mapping import catalog, engine
 from adapter.mapping.issues import IssueKind
 from adapter.store import db, models
@@ -62,7 +63,7 @@ def outcome(model: Any, raw: dict[str, Any], ctx: engine.SiteContext = CTX) -> O
 
 def both(raw: dict[str, Any], ctx: engine.SiteContext = CTX) -> tuple[Outcome, Outcome]:
     resource_type = raw["resourceType"]
-    return outcome(lean.model_for(resource_type), raw, ctx), outcome(
+    return outcome(lean_models.model_for(resource_type), raw, ctx), outcome(
         get_fhir_model_class(resource_type), raw, ctx
     )
 
@@ -123,7 +124,7 @@ def test_lean_values_have_the_r4b_types() -> None:
         "valueQuantity": {"value": 1.10, "unit": "mg/dL", "system": UCUM, "code": "mg/dL", "comparator": "<"},
         "referenceRange": [{"high": {"value": 2, "unit": "mg/dL"}}],
     }
-    lean_obs = lean.Observation.model_validate(raw)
+    lean_obs = lean_models.Observation.model_validate(raw)
     r4b_obs = get_fhir_model_class("Observation").model_validate(raw)
     for path in (
         "id",
@@ -596,8 +597,8 @@ def test_an_error_in_an_unread_element_does_not_stop_mapping(extra: dict[str, An
     raw = creatinine(**extra)
     with pytest.raises((pydantic.ValidationError, KeyError)):  # KeyError: a fhir.resources bug
         get_fhir_model_class("Observation").model_validate(raw)
-    lean_result = outcome(lean.Observation, raw)
-    assert lean_result == outcome(lean.Observation, creatinine())
+    lean_result = outcome(lean_models.Observation, raw)
+    assert lean_result == outcome(lean_models.Observation, creatinine())
     assert lean_result[0] == "mapped" and len(lean_result[1].facts) == 1
 
 
@@ -627,7 +628,7 @@ READ_ERRORS = {
 @pytest.mark.parametrize("fields", READ_ERRORS.values(), ids=READ_ERRORS.keys())
 def test_an_error_in_a_read_element_rejects_the_resource(fields: dict[str, Any]) -> None:
     raw = creatinine(**fields)
-    assert outcome(lean.Observation, raw) == ("invalid", None)
+    assert outcome(lean_models.Observation, raw) == ("invalid", None)
     assert outcome(get_fhir_model_class("Observation"), raw) == ("invalid", None)
 
 
@@ -707,11 +708,14 @@ def east_copy(tmp_path: Path) -> tuple[config_mod.Config, Path, str]:
 
 
 def _sync(
-    config: config_mod.Config, observations: list[dict[str, Any]], data: Path
+    config: config_mod.Config,
+    observations: list[dict[str, Any]],
+    data: Path,
+    validation: Mode = "lean",
 ) -> tuple[list[str], list[models.IssueRow]]:
     (data / "Observation.ndjson").write_bytes(b"".join(orjson.dumps(o) + b"\n" for o in observations))
     sessions = db.open_store(config.store.url)
-    sync.sync_site(sync.SiteSetup.load(config, config.sites[0]), sessions)
+    sync.sync_site(sync.SiteSetup.load(config, config.sites[0]), sessions, validation=validation)
     with sessions() as session:
         facts = sorted(session.scalars(sa.select(models.FactRow.source_ref)))
         issues = list(session.scalars(sa.select(models.IssueRow).where(models.IssueRow.status == "open")))
@@ -740,15 +744,12 @@ def test_sync_maps_unread_errors_and_rejects_read_errors(
     )  # no input values
 
 
-def test_full_r4b_validation_is_one_switch_away(
-    east_copy: tuple[config_mod.Config, Path, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_full_r4b_validation_is_one_switch_away(east_copy: tuple[config_mod.Config, Path, str]) -> None:
     config, data, patient = east_copy
-    monkeypatch.setattr(sync, "VALIDATION", "r4b")
     unread = creatinine(
         id="unread", subject={"reference": f"Patient/{patient}"}, performer=[{"reference": 5}]
     )
-    facts, issues = _sync(config, [unread], data)
+    facts, issues = _sync(config, [unread], data, validation="r4b")
     assert facts == []
     assert [i.key for i in issues if i.kind == IssueKind.INVALID_RESOURCE.value] == [
         "demo-east|invalid_resource|Observation/unread"

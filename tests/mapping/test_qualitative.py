@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from adapter import paths, sync
+from adapter import paths
+from adapter.fhir.validation import model_for
 from adapter.mapping import catalog, engine
 from adapter.mapping.issues import IssueKind
 
@@ -34,7 +35,7 @@ def mrd(code: str = "BALLM", **value: Any) -> dict[str, Any]:
 
 
 def run(raw: dict[str, Any]) -> engine.MappingResult:
-    return engine.map_resource(sync.model_for("Observation").model_validate(raw), "v:1", CTX)
+    return engine.map_resource(model_for("Observation").model_validate(raw), "v:1", CTX)
 
 
 @pytest.mark.parametrize(

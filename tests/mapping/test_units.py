@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapter.mapping import units
+from adapter.mapping.units import conversion, spellings
 
 # --- normalize -------------------------------------------------------------
 
@@ -298,11 +299,11 @@ def test_pint_is_consulted_once_per_pair(monkeypatch: pytest.MonkeyPatch) -> Non
     def no_pint() -> None:
         raise AssertionError("pint consulted on a cached pair")
 
-    monkeypatch.setattr(units, "_registry", no_pint)
-    before = units._scale.cache_info()
+    monkeypatch.setattr(conversion, "_registry", no_pint)
+    before = conversion._scale.cache_info()
     for value in range(1000):
         units.convert(float(value), "umol/L", "mg/dL", molar_mass=CREATININE)
-    after = units._scale.cache_info()
+    after = conversion._scale.cache_info()
     assert after.misses == before.misses
     assert after.hits - before.hits == 1000
 
@@ -388,7 +389,9 @@ def test_factor_out_of_float_range_is_not_convertible() -> None:
         units.convert(1.0, "10*99.10*99.10*99.10*99", "1")
 
 
-@pytest.mark.parametrize("target", sorted(set(units._ALIASES.values()) | set(units._CASE_SENSITIVE.values())))
+@pytest.mark.parametrize(
+    "target", sorted(set(spellings._ALIASES.values()) | set(spellings._CASE_SENSITIVE.values()))
+)
 def test_every_spelling_table_target_is_a_readable_ucum_code(target: str) -> None:
     assert units.normalize(target) == target
     units.convert(1.0, target, target)

@@ -51,6 +51,8 @@ from fhirserver import FhirServer, FhirServerFactory, fhir_server_factory  # noq
 from golden import issue_list, repository_records
 from support import phi_strings, write_test_secret
 
+pytestmark = pytest.mark.slow  # seconds each: real processes or servers (README: fast local run)
+
 SITE = "demo-north"
 SEED = 20261126
 CLIENT_ID = "trial-adapter"

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from adapter import config as config_mod
@@ -24,6 +25,8 @@ from adapter.store import db, models
 
 from golden import repository_records
 from support import prepare_demo_workdir
+
+pytestmark = pytest.mark.slow  # seconds each: real processes or servers (README: fast local run)
 
 KILLS = 20
 SEED = 20261125

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -22,6 +23,8 @@ from alembic.migration import MigrationContext
 from adapter.store import db, models
 
 import pgserver
+
+pytestmark = pytest.mark.slow  # seconds each: real processes or servers (README: fast local run)
 
 PROCESSES = 5
 ROUNDS = 4

@@ -36,6 +36,8 @@ import pgserver
 from golden import repository_records
 from support import TEST_SECRET, phi_strings, prepare_demo_workdir
 
+pytestmark = pytest.mark.slow  # seconds each: real processes or servers (README: fast local run)
+
 TRIAL_ADAPTER = str(Path(sys.executable).parent / "trial-adapter")
 WriteConfig = Callable[..., Path]
 

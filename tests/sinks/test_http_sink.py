@@ -11,7 +11,7 @@ import requests
 import responses
 
 from adapter import errors
-from adapter.fhir import settings as fhir_settings
+from adapter.net.settings import TlsSettings
 from adapter.sinks import settings
 from adapter.sinks.http import HttpSink
 
@@ -120,7 +120,7 @@ def test_mutual_tls_without_a_token(tmp_path: Path) -> None:
     cert, key, ca = (tmp_path / n for n in ("client.pem", "client.key", "ca.pem"))
     repository = http_settings(
         auth={"kind": "none"},
-        tls=fhir_settings.TlsSettings(client_cert=cert, client_key=key, ca_bundle=ca),
+        tls=TlsSettings(client_cert=cert, client_key=key, ca_bundle=ca),
     )
     session = HttpSink(repository).session
     assert session.cert == (str(cert), str(key))

@@ -16,8 +16,9 @@ import requests
 import responses
 
 from adapter import errors
+from adapter.net import credentials
 from adapter.protocol.records import RecordType
-from adapter.sinks import identity, settings, transport
+from adapter.sinks import identity, settings
 from adapter.sinks.fhir import FhirSink
 from adapter.sinks.file import FileSink
 from adapter.sinks.http import HttpSink
@@ -202,8 +203,9 @@ def test_http_probe_fails_on_refused_credentials_and_server_errors(status: int) 
 def test_http_probe_fails_when_unreachable() -> None:
     responses.head(API, body=requests.ConnectionError("[Errno -2] Name or service not known"))
     probe = http_sink().probe()
-    assert (
-        not probe.ok and "cannot reach the repository ([Errno -2] Name or service not known)" in probe.detail
+    assert not probe.ok
+    assert "cannot reach the repository (connection failed: host name not found: check [repository] url)" in (
+        probe.detail
     )
 
 
@@ -265,19 +267,17 @@ def test_a_repository_is_its_kind_and_normalized_location_never_its_credentials(
 
 
 def test_a_file_repository_is_its_resolved_folder(tmp_path: Path) -> None:
-    from adapter import config as config_mod
-
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    direct = config_mod.FileRepository(kind="file", path=tmp_path / "real")
-    linked = config_mod.FileRepository(kind="file", path=tmp_path / "link" / ".." / "real")
-    via_symlink = config_mod.FileRepository(kind="file", path=tmp_path / "link")
+    direct = settings.FileRepository(kind="file", path=tmp_path / "real")
+    linked = settings.FileRepository(kind="file", path=tmp_path / "link" / ".." / "real")
+    via_symlink = settings.FileRepository(kind="file", path=tmp_path / "link")
     assert identity.of(direct) == identity.of(linked) == identity.of(via_symlink)
 
 
 def test_redaction_blanks_known_secrets_and_anything_shaped_like_a_credential() -> None:
-    transport.remember_secret("tok-known-1234")
-    text = transport.redacted(
+    credentials.remember_secret("tok-known-1234")
+    text = credentials.redacted(
         "PUT https://bob:hunter2@x.org/a?access_token=abc123&x=1: echoed tok-known-1234; "
         "Authorization: Bearer eyJ0eXAi.e30.sig; form token=XYZ987&content=record; "
         '{"client_secret": "s3"}; Basic authentication failed'

@@ -12,7 +12,7 @@ import pytest
 
 from adapter import config as config_mod
 from adapter import errors
-from adapter.fhir import settings as fhir_settings
+from adapter.net.settings import BearerAuth
 from adapter.sinks import factory, settings
 from adapter.sinks.fhir import FhirSink
 from adapter.sinks.file import FileSink
@@ -46,9 +46,7 @@ def test_each_kind_makes_its_sink_and_relative_paths_follow_the_config(tmp_path:
         tmp_path,
     ).repository
     assert isinstance(http, settings.HttpRepository)
-    assert (
-        isinstance(http.auth, fhir_settings.BearerAuth) and http.auth.token_file == tmp_path / "secrets/token"
-    )
+    assert isinstance(http.auth, BearerAuth) and http.auth.token_file == tmp_path / "secrets/token"
     assert (
         http.tls.client_cert == tmp_path / "tls/client.pem" and http.tls.ca_bundle == tmp_path / "tls/ca.pem"
     )
@@ -103,6 +101,10 @@ def test_each_kind_makes_its_sink_and_relative_paths_follow_the_config(tmp_path:
             ["no table for", "skip = true"],
         ),
         ({"kind": "http", "url": "https://x.org", "token": "s3cret"}, ["token: is not a known setting"]),
+        (
+            {"kind": "fhir", "url": "https://x.org", "tls": {"verify": False, "ca_bundle": "ca.pem"}},
+            ["repository.tls: ca_bundle is set but verify = false", "remove verify = false"],
+        ),
     ],
 )
 def test_mistakes_name_the_key_and_the_fix(

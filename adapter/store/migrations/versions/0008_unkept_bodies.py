@@ -2,11 +2,12 @@
 
 Since this revision the sync stores of a resource whose patient is not linked
 to a roster subject only its name (``{"id": …, "resourceType": …}``) and its
-bookkeeping (``adapter.sync._kept_raw``).  States written before kept the
+bookkeeping (``adapter.sync.resources._kept_raw``).  States written before kept the
 minimised body of such resources too; this strips them, so an upgraded state
 holds no more of a non-enrolled patient than a new one.  The stored versions
 stay, so an unchanged resource is still skipped; should the patient join the
-roster, the sync has the source send it again (``adapter.sync._requeue_unkept``).
+roster, the sync has the source send it again
+(``adapter.sync.patients._requeue_unkept``).
 Resources that name no patient keep their body, as in the sync.
 
 Stripped bodies cannot be restored: the downgrade changes nothing.

@@ -27,7 +27,7 @@ import pydantic
 NAIVE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?$")
 
 
-def validate(model: Any, raw: dict[str, Any], timezone: ZoneInfo) -> Any:
+def model_validate(model: Any, raw: dict[str, Any], timezone: ZoneInfo) -> Any:
     """``model.model_validate(raw)``, accepting offset-less date-times as site-local times."""
     try:
         return model.model_validate(raw)

@@ -1,0 +1,60 @@
+"""Deriving the protocol records of the subjects a pass touched, and enqueueing what changed.
+
+The ingest and the re-map mark the subjects whose facts changed as dirty;
+``derive_dirty`` runs the protocol derivation for each, pseudonymises the
+records and reconciles them with the stored ones, so only a changed record
+reaches the outbox.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter import privacy
+from adapter.protocol import context
+from adapter.protocol.derive import derive_subject
+from adapter.store import state
+from adapter.sync.runs import StopCheck, SyncStopped, SyncSummary
+from adapter.sync.setup import SiteSetup
+
+
+def derive_dirty(
+    setup: SiteSetup, sessions: sessionmaker[Session], summary: SyncSummary, should_stop: StopCheck
+) -> None:
+    """Re-derive every subject marked dirty and enqueue what changed.
+
+    One transaction per subject stores its records, enqueues the changes and
+    clears its dirty mark together.
+    """
+    site_id = setup.site.id
+    with sessions() as session:
+        subjects = state.dirty_subjects(session, site_id)
+    for subject_id in subjects:
+        if should_stop():
+            raise SyncStopped
+        entry = setup.roster.entry(subject_id)
+        with sessions.begin() as session:
+            facts = state.subject_facts(session, site_id, subject_id)
+            subject = context.SubjectContext(
+                study=setup.study,
+                site=site_id,
+                subject_id=subject_id,
+                enrolment_date=entry.enrolment_date if entry else None,
+                catalog_version=setup.catalog.version,
+            )
+            derivation = derive_subject(facts, subject, setup.rules)
+            payloads = {
+                record.record_id: privacy.pseudonymize_record(
+                    record.model_dump(mode="json"),
+                    setup.secret,
+                    site_id,
+                    max_date_shift_days=setup.date_shift_days,
+                )
+                for record in derivation.records
+            }
+            upserts, retractions = state.reconcile_records(session, site_id, subject_id, payloads)
+            state.replace_issues(session, site_id, f"derive:{subject_id}", derivation.issues)
+            state.clear_dirty(session, site_id, subject_id)
+            summary.upserts += upserts
+            summary.retractions += retractions
+            summary.subjects_derived += 1
