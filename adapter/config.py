@@ -149,7 +149,7 @@ class ScheduleConfig(BaseModel):
 
 
 class SyncConfig(BaseModel):
-    """How a pass treats what the source no longer lists (``adapter.retraction_guard``)."""
+    """How a pass treats what the source no longer lists (``adapter.sync.retraction_guard``)."""
 
     model_config = StrictModel
 

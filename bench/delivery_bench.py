@@ -10,11 +10,11 @@ exactly as a sync does.  Measured, each from a fresh state:
 
 - file ceiling: the same payloads written straight to one NDJSON file per
   record type (orjson, fsync), nothing else;
-- file sink: ``delivery.drain`` into the file sink (outbox reads, per-batch
+- file sink: ``outbox.drain`` into the file sink (outbox reads, per-batch
   atomic rewrites and fsyncs, acknowledgements);
 - FHIR ceiling: the same records as ready-made transaction Bundles POSTed
   straight to a local sekmet-fhir server (tests/fhirserver.py);
-- FHIR sink: ``delivery.drain`` into the fhir sink against a second, empty
+- FHIR sink: ``outbox.drain`` into the fhir sink against a second, empty
   server of the same kind.
 
 The FHIR runs use fewer records (5,000 by default) because the local test
@@ -41,7 +41,7 @@ import orjson
 import requests
 import sqlalchemy as sa
 
-from adapter import delivery
+from adapter.delivery import outbox
 from adapter.protocol.records import record_id
 from adapter.sinks import settings
 from adapter.sinks.base import Delivery
@@ -117,7 +117,7 @@ def file_ceiling(folder: Path, count: int) -> float:
 
 def drained(sessions: Any, sink: Any) -> tuple[int, float]:
     started = time.perf_counter()
-    summary = delivery.drain(sessions, sink)
+    summary = outbox.drain(sessions, sink)
     seconds = time.perf_counter() - started
     if summary.failed or summary.stopped:
         raise SystemExit(f"delivery failed: {summary}")

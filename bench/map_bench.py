@@ -161,7 +161,8 @@ def phase_derive(data: Path, validation: Mode) -> dict[str, Any]:
 
 def phase_pipeline(data: Path, validation: Mode) -> dict[str, Any]:
     from adapter import config as config_mod
-    from adapter import job, paths, privacy
+    from adapter import paths, privacy
+    from adapter.service import job
 
     work = Path(tempfile.mkdtemp(prefix="bench-work-"))
     privacy.write_secret(work / "key")

@@ -132,7 +132,7 @@ def small_site(scratch: Path, patients: int) -> Any:
 
 def phase_passes(scratch: Path, passes: int, patients: int) -> None:
     """``passes`` passes of one small site in this process; a JSON line per sample, then the drift."""
-    from adapter import job
+    from adapter.service import job
 
     config = small_site(scratch, patients)
     observation = ChangingObservation(scratch / "data" / SITE)

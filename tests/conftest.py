@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from adapter import config as config_mod
-from adapter import job
+from adapter.service import job
 
 from support import GOLDEN, TEST_SECRET, minimal_config, prepare_demo_workdir, write_test_secret
 

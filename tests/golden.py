@@ -21,7 +21,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from adapter import config as config_mod
-from adapter import job
+from adapter.service import job
 from adapter.store import db, models
 
 from support import GOLDEN, prepare_demo_workdir

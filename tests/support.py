@@ -14,9 +14,10 @@ import orjson
 import pytest
 
 from adapter import config as config_mod
-from adapter import job, paths
+from adapter import paths
 from adapter.demo import site
 from adapter.mapping import engine
+from adapter.service import job
 
 TESTS = Path(__file__).resolve().parent
 GOLDEN = TESTS / "data" / "demo" / "expected"

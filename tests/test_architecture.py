@@ -78,7 +78,7 @@ STAGES_AFTER_SOURCES = (
     "adapter.sync",
     "adapter.sinks",
 )
-FACES = ("adapter.cli", "adapter.web", "adapter.service", "adapter.job", "adapter.config")
+FACES = ("adapter.cli", "adapter.web", "adapter.service", "adapter.config")
 
 
 def test_the_graph_is_read() -> None:
@@ -164,13 +164,12 @@ MAX_LINES = 400
 # shrink, never grow, and leaves the list once it is under the limit.
 STILL_TOO_LONG = {
     "adapter/demo/generator.py": 1431,  # the demo site's data generator
-    "adapter/fixes.py": 503,
+    "adapter/reconciliation/fixes.py": 503,
     "adapter/sinks/fhir_resources.py": 459,
     "adapter/config.py": 445,
     "adapter/store/state.py": 438,
     "adapter/store/db.py": 425,
-    "adapter/delivery.py": 421,
-    "adapter/service.py": 401,
+    "adapter/delivery/outbox.py": 421,
 }
 
 

@@ -25,11 +25,12 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from adapter import job, paths, privacy
+from adapter import paths, privacy
 from adapter.config import PrivacyConfig
 from adapter.demo import site as demo_site
 from adapter.fhir import auth, smart_keys, stored_form
 from adapter.net.settings import BearerAuth
+from adapter.service import job
 from adapter.sinks import transport
 from adapter.sinks.settings import HttpRepository
 from adapter.store import db

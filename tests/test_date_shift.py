@@ -76,7 +76,7 @@ def test_setting_is_off_by_default_and_bounded() -> None:
 
 def test_sync_applies_the_configured_shift_end_to_end(tmp_path: Any) -> None:
     """With [privacy] date_shift_days set, every outgoing date moves; offsets do not."""
-    from adapter import job
+    from adapter.service import job
 
     from golden import repository_records
     from support import prepare_demo_workdir

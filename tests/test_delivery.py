@@ -15,8 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import delivery, job, paths
+from adapter import paths
+from adapter.delivery import outbox
 from adapter.demo import site as demo_site
+from adapter.service import job
 from adapter.sinks import factory as sink_factory
 from adapter.sinks import settings as sink_settings
 from adapter.sinks.base import Delivery, DeliveryResult, PlannedRequest
@@ -59,7 +61,7 @@ def test_outage_then_recovery_delivers_everything_once_in_order(tmp_path: object
     sink = FlakySink()
     clock = [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)]
     for _ in range(5):  # an hour-long outage: every attempt fails
-        summary = delivery.drain(sessions, sink, max_attempts=3, now=lambda: clock[0])
+        summary = outbox.drain(sessions, sink, max_attempts=3, now=lambda: clock[0])
         clock[0] += dt.timedelta(hours=1)
     assert summary.delivered == 0
     with sessions() as session:
@@ -68,10 +70,10 @@ def test_outage_then_recovery_delivers_everything_once_in_order(tmp_path: object
         ).all()
         assert len(failed) == 3 and all("503" in f.detail and "stays queued" in f.detail for f in failed)
     sink.down = False
-    summary = delivery.drain(sessions, sink, now=lambda: clock[0])
+    summary = outbox.drain(sessions, sink, now=lambda: clock[0])
     assert sink.arrived == [("a", "upsert"), ("a", "upsert"), ("a", "retract")]
     assert summary.delivered == 3
-    assert delivery.drain(sessions, sink, now=lambda: clock[0]).delivered == 0
+    assert outbox.drain(sessions, sink, now=lambda: clock[0]).delivered == 0
     with sessions() as session:
         statuses = session.scalars(
             sa.select(models.IssueRow.status).where(models.IssueRow.kind == "delivery_failed")
@@ -80,9 +82,9 @@ def test_outage_then_recovery_delivers_everything_once_in_order(tmp_path: object
 
 
 def test_backoff_grows_and_is_capped() -> None:
-    assert delivery.backoff(1) == dt.timedelta(seconds=30)
-    assert delivery.backoff(3) == dt.timedelta(seconds=120)
-    assert delivery.backoff(30) == dt.timedelta(hours=1)
+    assert outbox.backoff(1) == dt.timedelta(seconds=30)
+    assert outbox.backoff(3) == dt.timedelta(seconds=120)
+    assert outbox.backoff(30) == dt.timedelta(hours=1)
 
 
 def test_unchanged_records_enqueue_nothing(tmp_path: object) -> None:
@@ -195,19 +197,19 @@ def test_crash_between_delivery_and_acknowledgement_redelivers_harmlessly(tmp_pa
     FileSink(reference).deliver(delivery_items(sessions))  # what one clean delivery writes
     repository = tmp_path / "repository"
     with pytest.raises(SystemExit):
-        delivery.drain(sessions, CrashAfterDelivering(FileSink(repository)))
+        outbox.drain(sessions, CrashAfterDelivering(FileSink(repository)))
     with sessions() as session:
         assert state.outbox_backlog(session)[0] == len(outbox_order(sessions)), "nothing was acknowledged"
-    assert delivery.drain(sessions, FileSink(repository)).delivered == len(outbox_order(sessions))
+    assert outbox.drain(sessions, FileSink(repository)).delivered == len(outbox_order(sessions))
     for name in ("Transplant.ndjson", "MrdResult.ndjson"):
         assert (repository / name).read_bytes() == (reference / name).read_bytes()
-    assert delivery.drain(sessions, FileSink(repository)).delivered == 0
+    assert outbox.drain(sessions, FileSink(repository)).delivered == 0
 
 
 def delivery_items(sessions: sessionmaker[Session]) -> list[Delivery]:
     with sessions() as session:
         items = session.scalars(sa.select(models.OutboxItem).order_by(models.OutboxItem.id)).all()
-        return delivery.deliveries(session, items)
+        return outbox.deliveries(session, items)
 
 
 def test_an_hour_long_outage_then_everything_arrives_in_order_once(tmp_path: Path) -> None:
@@ -217,7 +219,7 @@ def test_an_hour_long_outage_then_everything_arrives_in_order_once(tmp_path: Pat
     sink = OutageThenRecovery()
     clock = [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)]
     for _ in range(12):  # an hour of five-minute passes against a dead repository
-        summary = delivery.drain(sessions, sink, batch_size=5, now=lambda: clock[0])
+        summary = outbox.drain(sessions, sink, batch_size=5, now=lambda: clock[0])
         assert summary.delivered == 0 and (summary.stopped or summary.failed == 0)
         clock[0] += dt.timedelta(minutes=5)
     assert sink.calls <= 12, "each pass stops at the first outage instead of trying every batch"
@@ -229,7 +231,7 @@ def test_an_hour_long_outage_then_everything_arrives_in_order_once(tmp_path: Pat
     clock[0] += dt.timedelta(hours=1)  # past any backoff
     total = 0
     for _ in range(3):
-        total += delivery.drain(sessions, sink, batch_size=5, now=lambda: clock[0]).delivered
+        total += outbox.drain(sessions, sink, batch_size=5, now=lambda: clock[0]).delivered
     assert total == len(expected)
     assert sorted(sink.arrived) == sorted(expected), "every change once"
     for subject in {s for s, *_ in expected}:
@@ -240,7 +242,7 @@ def test_retractions_reach_the_sink_with_the_record_they_withdraw(tmp_path: Path
     sessions = db.open_store(f"sqlite:///{tmp_path}/state.db")
     enqueue_history(sessions, subjects=1, versions=2)
     sink = RecordingSink()
-    delivery.drain(sessions, sink)
+    outbox.drain(sessions, sink)
     [retraction] = [d for d in sink.arrived if d.operation == "retract"]
     assert retraction.payload == {
         "record_id": "b-0",
@@ -270,7 +272,7 @@ def test_a_changed_mapping_goes_out_as_upserts_and_retractions(tmp_path: Path) -
     sessions = db.open_store(config.store.url)
     remap_site(SiteSetup.load(config, config.site("demo-east")), sessions)
     sink = RecordingSink()
-    delivery.drain(sessions, sink)
+    outbox.drain(sessions, sink)
     upserts = {d.record_id: d for d in sink.arrived if d.operation == "upsert"}
     retracts = {d.record_id: d for d in sink.arrived if d.operation == "retract"}
     # Only records whose content changed go out, carrying the new catalog version as
@@ -291,7 +293,7 @@ def test_a_changed_mapping_goes_out_as_upserts_and_retractions(tmp_path: Path) -
     )
     remap_site(SiteSetup.load(config, config.site("demo-east")), sessions)
     sink = RecordingSink()
-    delivery.drain(sessions, sink)
+    outbox.drain(sessions, sink)
     vanished = {d.record_id for d in sink.arrived if d.operation == "retract"}
     east_mrd = {
         r for r, rec in before.items() if rec["record_type"] == "MrdResult" and rec["site"] == "demo-east"
@@ -307,16 +309,16 @@ def test_outbox_report_and_dry_run_selection(tmp_path: Path) -> None:
     enqueue_history(sessions, subjects=2, versions=1)
     clock = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     sink = FlakySink()
-    delivery.drain(sessions, sink, now=lambda: clock)
+    outbox.drain(sessions, sink, now=lambda: clock)
     with sessions() as session:
-        report = delivery.outbox_report(session)
+        report = outbox.outbox_report(session)
     assert report.pending == 6 and report.failing == 6 and report.delivered == 0
     assert report.pending_by_type == {"Transplant": {"upsert": 2}, "MrdResult": {"upsert": 2, "retract": 2}}
     assert report.failures[0].last_error == "503 Service Unavailable" and report.failures[0].attempts == 1
     assert report.to_json()["oldest_pending_at"] is not None
-    assert delivery.due_deliveries(sessions, now=lambda: clock) == []  # all in backoff
+    assert outbox.due_deliveries(sessions, now=lambda: clock) == []  # all in backoff
     later = clock + dt.timedelta(hours=2)
-    due = delivery.due_deliveries(sessions, limit=4, now=lambda: later)
+    due = outbox.due_deliveries(sessions, limit=4, now=lambda: later)
     assert [d.item_id for d in due] == [1, 2, 3, 4]
 
 
@@ -328,18 +330,18 @@ def test_a_stopped_drain_leaves_the_rest_queued_and_the_next_sends_each_once(tmp
     enqueue_history(sessions)
     expected = outbox_order(sessions)
     sink = RecordingSink()
-    summary = delivery.drain(sessions, sink, batch_size=3, should_stop=lambda: len(sink.arrived) >= 6)
+    summary = outbox.drain(sessions, sink, batch_size=3, should_stop=lambda: len(sink.arrived) >= 6)
     assert summary.interrupted and summary.stopped is None
     assert summary.delivered == 6, "stopped between batches, after the second"
     assert summary.waiting == len(expected) - 6
     with sessions() as session:
         assert state.outbox_backlog(session)[0] == len(expected) - 6
 
-    again = delivery.drain(sessions, sink, batch_size=3)
+    again = outbox.drain(sessions, sink, batch_size=3)
     assert not again.interrupted and again.delivered == len(expected) - 6
     arrived = [(d.subject_id, d.record_id, d.operation, d.payload.get("v", 0)) for d in sink.arrived]
     assert arrived == expected, "every change once, in outbox order"
-    assert delivery.drain(sessions, sink).delivered == 0
+    assert outbox.drain(sessions, sink).delivered == 0
 
 
 REPOSITORY = "https://trials.example.org/api"
@@ -370,7 +372,7 @@ def test_a_stop_during_an_http_batch_ends_it_between_requests(
     def stop() -> bool:
         return len(responses.calls) >= 3  # SIGTERM arrives while the third request is out
 
-    summary = delivery.drain(sessions, sink_factory.make_sink(repository, should_stop=stop), should_stop=stop)
+    summary = outbox.drain(sessions, sink_factory.make_sink(repository, should_stop=stop), should_stop=stop)
     assert summary.interrupted and summary.delivered == 3
     assert sent() == expected[:3], "one batch of all items, ended after the third request"
     with sessions() as session:
@@ -381,7 +383,7 @@ def test_a_stop_during_an_http_batch_ends_it_between_requests(
             )
         ).all(), "the untried items carry no failed attempt"
 
-    again = delivery.drain(sessions, sink_factory.make_sink(repository))
+    again = outbox.drain(sessions, sink_factory.make_sink(repository))
     assert again.delivered == len(expected) - 3 and not again.interrupted
     assert sent() == expected, "the rest once, in order"
 

@@ -16,7 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from adapter import config as config_mod
-from adapter import job, paths
+from adapter import paths
+from adapter.service import job
 from adapter.store import db, models
 
 from golden import golden_issues, golden_records, issue_list, repository_records

@@ -8,7 +8,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter import delivery
+from adapter.delivery import outbox
 from adapter.sinks.file import FileSink
 from adapter.store import db, models, repositories, state
 
@@ -46,11 +46,11 @@ def test_owed_is_what_the_repository_lacks_of_the_current_records(tmp_path: Path
         repositories.note(session, OLD, "file", "/old")
         for record_id in ("a", "b", "c"):
             state.reconcile_records(session, "s", f"S-{record_id}", record(record_id, 1))
-    delivery.drain(sessions, FileSink(tmp_path / "old"), repository=OLD)
+    outbox.drain(sessions, FileSink(tmp_path / "old"), repository=OLD)
     with sessions.begin() as session:
         state.reconcile_records(session, "s", "S-b", {})  # b retracted
         state.reconcile_records(session, "s", "S-c", record("c", 2))  # c changed
-    delivery.drain(sessions, FileSink(tmp_path / "old"), repository=OLD)
+    outbox.drain(sessions, FileSink(tmp_path / "old"), repository=OLD)
     with sessions.begin() as session:
         state.reconcile_records(session, "s", "S-d", record("d", 1))  # d new, still pending
     assert owed_ids(sessions, OLD) == [], "everything current is there or on its way"
@@ -61,7 +61,7 @@ def test_owed_is_what_the_repository_lacks_of_the_current_records(tmp_path: Path
     with sessions.begin() as session:
         assert repositories.enqueue(session, repositories.owed(session, NEW)) == 2
     assert owed_ids(sessions, NEW) == [], "queued: nothing owed any more"
-    delivery.drain(sessions, FileSink(tmp_path / "new"), repository=NEW)
+    outbox.drain(sessions, FileSink(tmp_path / "new"), repository=NEW)
     assert owed_ids(sessions, NEW) == []
     assert held_by(tmp_path / "new") == {"a", "c", "d"}
 
@@ -70,7 +70,7 @@ def test_owed_is_what_the_repository_lacks_of_the_current_records(tmp_path: Path
     assert owed_ids(sessions, OLD) == ["d"]
     with sessions.begin() as session:
         state.reconcile_records(session, "s", "S-a", record("a", 3))
-    delivery.drain(sessions, FileSink(tmp_path / "new"), repository=NEW)
+    outbox.drain(sessions, FileSink(tmp_path / "new"), repository=NEW)
     assert owed_ids(sessions, OLD) == ["a", "d"]
 
 
@@ -80,7 +80,7 @@ def test_an_old_style_hash_with_the_same_content_is_not_owed(tmp_path: Path) -> 
     with sessions.begin() as session:
         repositories.note(session, OLD, "file", "/old")
         state.reconcile_records(session, "s", "S-r", record("r", 1, catalog_version="x"))
-    delivery.drain(sessions, FileSink(tmp_path / "old"), repository=OLD)
+    outbox.drain(sessions, FileSink(tmp_path / "old"), repository=OLD)
     with sessions.begin() as session:
         session.execute(sa.update(models.OutboxItem).values(content_hash="an-old-full-content-hash"))
     assert owed_ids(sessions, OLD) == []
@@ -93,7 +93,7 @@ def test_the_first_repository_noted_takes_over_unattributed_deliveries_once(tmp_
     sessions = store(tmp_path)
     with sessions.begin() as session:
         state.reconcile_records(session, "s", "S-r", record("r", 1))
-    delivery.drain(sessions, FileSink(tmp_path / "old"))  # no repository recorded, as before 0006
+    outbox.drain(sessions, FileSink(tmp_path / "old"))  # no repository recorded, as before 0006
     assert owed_ids(sessions, OLD) == [], "unattributed history counts as the configured repository's"
     with sessions.begin() as session:
         assert repositories.note(session, OLD, "file", "/old") == 1

@@ -14,8 +14,10 @@ import pytest
 import sqlalchemy as sa
 
 from adapter import config as config_mod
-from adapter import coverage, job, paths
+from adapter import paths
 from adapter.demo import site as demo_site
+from adapter.reconciliation import coverage
+from adapter.service import job
 from adapter.store import db, models
 from adapter.sync import SiteSetup, remap_site
 
@@ -129,7 +131,8 @@ def test_crash_between_ingest_and_derive_heals(
 
 
 def test_a_fix_is_refused_while_the_site_is_syncing(sandbox: config_mod.Config) -> None:
-    from adapter import fixes, locks
+    from adapter.reconciliation import fixes
+    from adapter.store import locks
 
     job.run_once(sandbox, sandbox.sites)
     sessions = db.open_store(sandbox.store.url)

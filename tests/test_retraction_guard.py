@@ -14,10 +14,12 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, generate_latest
 from typer.testing import CliRunner
 
-from adapter import errors, metrics, paths, retraction_guard
+from adapter import errors, paths
 from adapter.cli import main
 from adapter.demo import site as demo_site
+from adapter.service import metrics
 from adapter.store import db, models
+from adapter.sync import retraction_guard
 
 from golden import repository_records
 from support import write_test_secret

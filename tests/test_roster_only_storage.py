@@ -25,12 +25,13 @@ import sqlalchemy as sa
 from alembic.config import Config as AlembicConfig
 
 from adapter import config as config_mod
-from adapter import job, paths
+from adapter import paths
 from adapter.demo import site as demo_site
 from adapter.fhir import bulk_source, http
 from adapter.fhir import settings as fhir_settings
 from adapter.fhir.ndjson import BadLine, SourceLine
 from adapter.fhir.source import Page
+from adapter.service import job
 from adapter.store import db, models
 from adapter.sync import NOT_KEPT, SiteSetup, sync_site
 

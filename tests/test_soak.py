@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from adapter import job
+from adapter.service import job
 from adapter.store import db, models
 
 from support import prepare_demo_workdir

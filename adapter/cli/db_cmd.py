@@ -6,8 +6,8 @@ import sqlalchemy as sa
 import typer
 from sqlalchemy.orm import sessionmaker
 
-from adapter import redelivery
 from adapter.cli import common
+from adapter.delivery import redelivery
 from adapter.store import db
 
 app = typer.Typer(help="The state database: schema migrations.", no_args_is_help=True)

@@ -9,9 +9,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from adapter import actors, errors, fixes
+from adapter import actors, errors
 from adapter.cli import common
 from adapter.mapping.issues import GUIDANCE, IssueKind
+from adapter.reconciliation import fixes
 from adapter.store import db, models
 
 app = typer.Typer(help="List, show and ignore mapping issues.", no_args_is_help=True)

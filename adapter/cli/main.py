@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from adapter import __version__, errors, job, logs, privacy
+from adapter import __version__, errors, logs, privacy
 from adapter.cli import (
     common,
     console_cmd,
@@ -35,6 +35,7 @@ from adapter.cli import (
 )
 from adapter.demo import generator, site
 from adapter.fhir import smart_keys
+from adapter.service import job
 from adapter.store import db
 
 HELP = """\

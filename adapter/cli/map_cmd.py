@@ -1,6 +1,6 @@
 """``trial-adapter map``: the console's one-step fixes on the command line.
 
-Each subcommand calls the same ``adapter.fixes`` function as the console:
+Each subcommand calls the same ``adapter.reconciliation.fixes`` function as the console:
 write the site override, re-map the stored resources, resolve what the fix
 resolves, audit it, and report how many protocol records changed.
 ``--deliver`` (default) then drains the outbox, like ``remap``.
@@ -15,9 +15,11 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter import actors, errors, fixes, job
+from adapter import actors, errors
 from adapter import config as config_mod
 from adapter.cli import common
+from adapter.reconciliation import fixes
+from adapter.service import job
 from adapter.store import db
 
 app = typer.Typer(help="Fix mapping issues: map codes and units, ignore codes, undo.", no_args_is_help=True)
@@ -48,7 +50,7 @@ Fix = Callable[[config_mod.Config, sessionmaker[Session]], fixes.FixResult]
 def _run_fix(config_path: Path, deliver: bool, fix: Fix) -> None:
     """Load the config, open the store, apply ``fix`` and report it.
 
-    Each subcommand only says which ``adapter.fixes`` call to make, so all
+    Each subcommand only says which ``adapter.reconciliation.fixes`` call to make, so all
     four report, deliver and turn errors into exit codes the same way.
     """
     with common.reported_errors():

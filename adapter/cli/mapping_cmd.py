@@ -8,9 +8,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from adapter import coverage as coverage_mod
-from adapter import job
 from adapter.cli import common
+from adapter.reconciliation import coverage as coverage_mod
+from adapter.service import job
 from adapter.store import db
 from adapter.sync import SiteSetup, remap_site
 

@@ -4,9 +4,9 @@
 sync); ``push --dry-run`` prints the requests the sink would make for the
 next items, as JSON, without sending anything or reading any credential.
 ``push --resend`` first queues every current record the configured
-repository lacks (after ``[repository]`` changed, ``adapter.redelivery``).
+repository lacks (after ``[repository]`` changed, ``adapter.delivery.redelivery``).
 ``outbox`` shows the backlog: how much is owed, what keeps failing, since
-when.  Both are thin: ``adapter.delivery``, ``adapter.redelivery`` and
+when.  Both are thin: ``adapter.delivery.outbox``, ``adapter.delivery.redelivery`` and
 ``adapter.sinks`` do the work.
 """
 
@@ -19,10 +19,12 @@ import orjson
 import typer
 from rich.table import Table
 
-from adapter import errors, job, redelivery
+from adapter import errors
 from adapter.cli import common, report
 from adapter.cli.map_cmd import ActorOption, actor_name
-from adapter.delivery import OutboxReport, due_deliveries, outbox_report
+from adapter.delivery import redelivery
+from adapter.delivery.outbox import OutboxReport, due_deliveries, outbox_report
+from adapter.service import job
 from adapter.sinks import factory
 from adapter.store import db
 

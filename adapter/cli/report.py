@@ -9,11 +9,13 @@ from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import delivery, errors, job, redelivery
+from adapter import errors
 from adapter.cli.common import console, err_console
+from adapter.delivery import outbox, redelivery
 from adapter.fhir import capability, ndjson
 from adapter.fhir import settings as fhir_settings
 from adapter.mapping import discovery, overrides
+from adapter.service import job
 from adapter.sinks import factory
 from adapter.store import db, state
 from adapter.store.models import utcnow
@@ -87,7 +89,7 @@ def _config_hint(config: config_mod.Config) -> str:
     return f" -c {config.source_file}" if config.source_file else ""
 
 
-def print_delivery_trouble(config: config_mod.Config, drained: delivery.DrainSummary | None) -> bool:
+def print_delivery_trouble(config: config_mod.Config, drained: outbox.DrainSummary | None) -> bool:
     """Say why items wait and when they are tried again; True when their last attempt failed (exit 7).
 
     Items waiting only because an earlier run failed (their backoff has not

@@ -7,11 +7,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from adapter import retraction_guard
 from adapter.cli import common
 from adapter.cli.map_cmd import ActorOption, actor_name
 from adapter.store import db
-from adapter.sync import MAPPED_TYPES
+from adapter.sync import MAPPED_TYPES, retraction_guard
 
 
 def accept_retraction(

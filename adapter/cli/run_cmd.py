@@ -1,4 +1,4 @@
-"""``trial-adapter run``: the scheduled service (see ``adapter.service``)."""
+"""``trial-adapter run``: the scheduled service (see ``adapter.service.daemon``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from adapter import service as service_mod
 from adapter.cli import common
+from adapter.service import daemon, process
 
 ListenOption = Annotated[
     str | None,
@@ -30,9 +30,9 @@ def run(config_path: common.ConfigOption = common.DEFAULT_CONFIG, listen: Listen
     Use --log-level info to log every job.
     """
     with common.reported_errors():
-        service_mod.route_scheduler_logs()
-        service = service_mod.Service(lambda: common.load_config(config_path), listen=listen)
-        service_mod.install_signal_handlers(service)
+        process.route_scheduler_logs()
+        service = daemon.Service(lambda: common.load_config(config_path), listen=listen)
+        process.install_signal_handlers(service.request_stop, service.request_reload)
         service.start()
         if common.err_console.is_terminal:
             common.err_console.print(

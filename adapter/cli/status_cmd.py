@@ -9,8 +9,8 @@ import orjson
 import typer
 from rich.table import Table
 
-from adapter import status as status_mod
 from adapter.cli import common
+from adapter.service import status as status_mod
 from adapter.store import db
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output (times in UTC).")]

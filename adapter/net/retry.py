@@ -11,7 +11,7 @@ scheduled pass.
 
 A source retries within its pass with this policy (``adapter.fhir.http``);
 a sink does not retry at all, because the outbox keeps failed items and
-retries them with a backoff that survives restarts (``adapter.delivery``).
+retries them with a backoff that survives restarts (``adapter.delivery.outbox``).
 """
 
 from __future__ import annotations

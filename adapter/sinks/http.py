@@ -12,7 +12,7 @@ later items are not sent (they wait for the next pass, behind it); after an
 outage nothing more is sent (see ``adapter.sinks.base``).  Nor after
 ``should_stop`` says the service is stopping: a batch of 500 requests can
 outlast the service's stop timeout, so the check runs between requests and
-the untried items get no result (they stay queued, see ``adapter.delivery``).
+the untried items get no result (they stay queued, see ``adapter.delivery.outbox``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Which trial repository a ``[repository]`` table names: its kind and where it is, never how to log in.
 
 The state database records, for every outbox item it delivers, the
-fingerprint of the repository that took it (``adapter.redelivery``), so a
+fingerprint of the repository that took it (``adapter.delivery.redelivery``), so a
 site that switches repositories can re-send exactly what the new one lacks.
 Two configs name the same repository when their kind and location agree:
 

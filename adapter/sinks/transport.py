@@ -1,7 +1,7 @@
 """How the network sinks send a request and judge the answer: one try, outage or rejection.
 
 One attempt per request and no retry loop: the outbox owns retries, with
-backoff that survives restarts (``adapter.delivery``).  What this module
+backoff that survives restarts (``adapter.delivery.outbox``).  What this module
 decides is whether a failure is an *outage* of the whole repository (no
 connection, timeouts, 408, 429, 5xx, and 401/403, since refused credentials
 refuse every item alike) or a *rejection* of this request, so a sink can stop

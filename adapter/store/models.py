@@ -181,7 +181,7 @@ class OutboxItem(Base):
     delivered_at: Mapped[dt.datetime | None] = mapped_column()
     # The fingerprint of the repository that acknowledged the item
     # (``DeliveryRepository``); None while pending, and for items delivered
-    # before revision 0006 until the first run claims them (adapter.redelivery).
+    # before revision 0006 until the first run claims them (adapter.delivery.redelivery).
     delivered_to: Mapped[str | None] = mapped_column(String(64))
 
 
@@ -285,7 +285,7 @@ class DirtySubject(Base):
 class RetractionApproval(Base):
     """A person's explicit yes to retiring resources the retraction guard held back.
 
-    The guard (``adapter.retraction_guard``) refuses a pass that would retire
+    The guard (``adapter.sync.retraction_guard``) refuses a pass that would retire
     all, or an unusual share, of a site's stored resources of one type: an
     emptied export file looks exactly like a mass deletion.  An approval
     covers at most ``max_count`` resources of that type and is used up by the

@@ -1,6 +1,6 @@
 """Which trial repository got which delivery, and what a repository still lacks.
 
-The bookkeeping behind re-delivery on purpose (``adapter.redelivery``):
+The bookkeeping behind re-delivery on purpose (``adapter.delivery.redelivery``):
 repositories are known by a fingerprint (``models.DeliveryRepository``),
 every acknowledged outbox item names the one that took it
 (``OutboxItem.delivered_to``), and from that follows, per current record,

@@ -16,13 +16,13 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter import retraction_guard
 from adapter.fhir import ndjson
 from adapter.fhir.source import Source
 from adapter.fhir.validation import Mode
 from adapter.mapping import engine
 from adapter.store import models, state
 from adapter.store.models import utcnow
+from adapter.sync import retraction_guard
 from adapter.sync.resources import Row, bad_line, ingest_one, too_large
 from adapter.sync.runs import Progress, StopCheck, SyncStopped, SyncSummary
 from adapter.sync.setup import SiteSetup
@@ -144,7 +144,7 @@ def retire_vanished(setup: SiteSetup, sessions: sessionmaker[Session], summary: 
     A complete listing (an NDJSON folder, a full pass) is a snapshot, so a
     resource missing from it was deleted at the site; what it fed is
     retracted on the next derivation.  Unless the guard holds the type back
-    (``adapter.retraction_guard``): all or an unusual share of a type gone at
+    (``adapter.sync.retraction_guard``): all or an unusual share of a type gone at
     once is far more often an empty export than a real deletion.
     """
     site_id = setup.site.id

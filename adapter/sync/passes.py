@@ -16,12 +16,12 @@ import zoneinfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter import errors, server_faults
+from adapter import errors
 from adapter.fhir.source import Source
 from adapter.fhir.validation import Mode
 from adapter.mapping import engine
 from adapter.store import state
-from adapter.sync import collector
+from adapter.sync import collector, server_faults
 from adapter.sync.derive import derive_dirty
 from adapter.sync.ingest import ingest_type, retire_vanished
 from adapter.sync.patients import link_patients, linked_subjects

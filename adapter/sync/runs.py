@@ -47,7 +47,7 @@ class SyncSummary:
     issues_resolved: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     # Resource type -> resources the source stopped listing whose retraction
-    # the guard held back (adapter.retraction_guard); empty on a normal pass.
+    # the guard held back (adapter.sync.retraction_guard); empty on a normal pass.
     held: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 

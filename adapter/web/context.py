@@ -35,6 +35,6 @@ def of(request: Request) -> Console:
 
 
 def db(request: Request) -> Iterator[Session]:
-    """A read session for one request (writes go through ``adapter.fixes``)."""
+    """A read session for one request (writes go through ``adapter.reconciliation.fixes``)."""
     with of(request).sessions() as session:
         yield session

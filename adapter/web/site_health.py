@@ -3,7 +3,7 @@
 Sync health is read from what the pipeline already records: ``SyncRun``
 (each pass with its outcome and counts), ``SyncCursor`` (the incremental
 watermarks) and the outbox (what still waits for the trial repository, and
-what keeps failing).  Mapping coverage comes from ``adapter.coverage``, the
+what keeps failing).  Mapping coverage comes from ``adapter.reconciliation.coverage``, the
 same numbers as ``trial-adapter coverage``.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from adapter import coverage as coverage_mod
+from adapter.reconciliation import coverage as coverage_mod
 from adapter.store import models
 
 

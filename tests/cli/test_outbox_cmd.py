@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from adapter import config as config_mod
-from adapter import errors, job, paths
+from adapter import errors, paths
 from adapter.cli import main
+from adapter.service import job
 from adapter.sinks import redcap
 
 from support import write_test_secret

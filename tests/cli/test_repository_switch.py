@@ -24,8 +24,9 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from adapter import config as config_mod
-from adapter import errors, job, paths
+from adapter import errors, paths
 from adapter.cli import main
+from adapter.service import job
 from adapter.sinks import identity
 from adapter.store import db, models
 

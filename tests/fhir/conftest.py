@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from adapter import job, paths
+from adapter import paths
 from adapter.fhir import http
+from adapter.service import job
 
 from fhirserver import FhirServer, FhirServerFactory, fhir_server, fhir_server_factory  # noqa: F401
 from fhirtesting import BASE, Sleeps, demo_config

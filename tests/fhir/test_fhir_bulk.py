@@ -18,8 +18,9 @@ import orjson
 import pytest
 import responses
 
-from adapter import errors, job, paths
+from adapter import errors, paths
 from adapter.fhir import bulk, http
+from adapter.service import job
 
 from fhirserver import FhirServer
 from fhirtesting import BASE, Sleeps, server_config

@@ -168,10 +168,10 @@ def test_sync_through_smart_backend_services(
     assert [u for u in urls if u.endswith("/auth/token")] == [f"{server.root_url}/auth/token"]  # one token
     assert any(u.endswith("/.well-known/smart-configuration") for u in urls)
 
-    from adapter import delivery
+    from adapter.delivery import outbox
     from adapter.sinks import factory as sinks
 
-    delivery.drain(sessions, sinks.make_sink(config.repository))
+    outbox.drain(sessions, sinks.make_sink(config.repository))
     assert repository_records(config) == ndjson_records["demo-north"]
 
     rows = capability.check_server("demo-north", config.sites[0].source)

@@ -17,7 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from adapter import job, paths
+from adapter import paths
+from adapter.service import job
 from adapter.store import db, models
 
 from fhirserver import FhirServerFactory

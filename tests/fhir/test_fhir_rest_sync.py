@@ -21,12 +21,14 @@ import requests
 import sqlalchemy as sa
 
 from adapter import config as config_mod
-from adapter import delivery, job, paths, retraction_guard, sync
+from adapter import paths, sync
+from adapter.delivery import outbox
 from adapter.fhir import rest
 from adapter.fhir.source import Page
+from adapter.service import job
 from adapter.sinks import factory as sinks
 from adapter.store import db, models
-from adapter.sync import ingest
+from adapter.sync import ingest, retraction_guard
 
 from fhirserver import FhirServer, FhirServerFactory
 from fhirtesting import server_config, site_source
@@ -105,14 +107,14 @@ def test_incremental_pass_without_changes_asks_once_per_type_and_batch_and_write
     setup, sessions = setup_and_store(config)
     sync.sync_site(setup, sessions)
     watermark = cursor_row(config, "Observation").watermark
-    outbox = outbox_size(config)
+    queued = outbox_size(config)
 
     before = requests_made("demo-north")
     again = sync.sync_site(setup, sessions)  # the default 5-minute overlap brings everything back
     # 2 identifier searches + 3 types x 2 patient batches; every answer fits one page.
     assert requests_made("demo-north") - before == 2 + 3 * 2
     assert again.unchanged > 500 and again.resources_mapped == again.facts_written == 0
-    assert again.upserts == again.retractions == 0 and outbox_size(config) == outbox
+    assert again.upserts == again.retractions == 0 and outbox_size(config) == queued
 
     monkeypatch.setattr(ingest, "OVERLAP", dt.timedelta(0))
     before = requests_made("demo-north")
@@ -146,7 +148,7 @@ def test_updates_arrive_incrementally_and_a_full_sweep_retires_deletes(
     # the periodic full sweep does, and retracts what the deleted procedure fed.
     sweep = sync.sync_site(setup, sessions, full=True)
     assert sweep.vanished == 1 and sweep.retractions >= 1
-    delivery.drain(sessions, sinks.make_sink(config.repository))
+    outbox.drain(sessions, sinks.make_sink(config.repository))
     after = repository_records(config)
     assert after["EligibilityAssessment.ndjson"] != first["EligibilityAssessment.ndjson"]
     assert len(after["Transplant.ndjson"]) == len(first["Transplant.ndjson"]) - 1  # retracted: removed
@@ -240,11 +242,11 @@ def test_a_full_pass_whose_searches_suddenly_find_nothing_retracts_nothing(
     sweep = sync.sync_site(setup, sessions, full=True)
     held = sweep.held.get("MedicationAdministration", 0)
     assert set(sweep.held) == {"MedicationAdministration"} and held >= 2 and sweep.vanished == 0
-    delivery.drain(sessions, sinks.make_sink(config.repository))
+    outbox.drain(sessions, sinks.make_sink(config.repository))
     assert repository_records(config)["TreatmentCycle.ndjson"] == first["TreatmentCycle.ndjson"]
 
     retraction_guard.accept(sessions, "demo-north", "MedicationAdministration", "really gone", actor="test")
     accepted = sync.sync_site(setup, sessions, full=True)
     assert accepted.held == {} and accepted.vanished == held and accepted.retractions >= 1
-    delivery.drain(sessions, sinks.make_sink(config.repository))
+    outbox.drain(sessions, sinks.make_sink(config.repository))
     assert repository_records(config).get("TreatmentCycle.ndjson", []) == []

@@ -18,10 +18,11 @@ import pytest
 import sqlalchemy as sa
 
 from adapter import config as config_mod
-from adapter import errors, job, sync
+from adapter import errors, sync
 from adapter.fhir import capability, probe
 from adapter.mapping import discovery
 from adapter.mapping.issues import IssueKind
+from adapter.service import job
 from adapter.store import db, models
 
 from fhirtesting import server_config

@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from adapter import config as config_mod
-from adapter import job
+from adapter.service import job
 from adapter.store import db, models
 
 from golden import repository_records

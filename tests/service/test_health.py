@@ -11,8 +11,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapter import config as config_mod
-from adapter import errors, health, job, metrics, status
+from adapter import errors
 from adapter.fhir import http as fhir_http
+from adapter.service import health, job, metrics, status
 from adapter.store import db, state
 from adapter.sync import SyncSummary
 

@@ -12,12 +12,12 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from adapter import config as config_mod
-from adapter import job, locks
-from adapter.store import db, models
+from adapter.service import job
+from adapter.store import db, locks, models
 
 HOLD_SCRIPT = """
 import sys, time
-from adapter import locks
+from adapter.store import locks
 from adapter.store import db
 lock = locks.try_acquire(db.open_store(sys.argv[1]), sys.argv[2])
 print("held" if lock else "busy", flush=True)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from adapter import config as config_mod
-from adapter import job, paths
-from adapter import service as service_mod
+from adapter import paths
+from adapter.service import daemon as service_mod
+from adapter.service import job
 
 WriteConfig = Callable[..., Path]
 

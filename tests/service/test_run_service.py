@@ -27,9 +27,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import job, paths
+from adapter import paths
 from adapter.cli.main import main
 from adapter.demo import site
+from adapter.service import job
 from adapter.store import db, models
 
 import pgserver
@@ -315,7 +316,7 @@ def test_the_service_runs_in_process_on_each_backend(
     store_url: str, config_file: WriteConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Start, sync both demo sites, deliver, answer /readyz, stop: SQLite and PostgreSQL alike."""
-    from adapter import service as service_mod
+    from adapter.service import daemon as service_mod
 
     path = config_file(data=paths.demo_data_dir(), store_url=store_url, delivery_minutes=60)
     config = config_mod.load_config(path)
@@ -341,7 +342,7 @@ def test_a_pass_stuck_past_the_stop_timeout_is_reported_not_waited_for(
     config_file: WriteConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A hung EHR read cannot be interrupted; the service gives up after stop_timeout_seconds."""
-    from adapter import service as service_mod
+    from adapter.service import daemon as service_mod
 
     path = config_file(data=paths.demo_data_dir())
     path.write_text(path.read_text().replace("stop_timeout_seconds = 20", "stop_timeout_seconds = 0.5"))

@@ -11,7 +11,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from adapter import config as config_mod
-from adapter import errors, scheduler
+from adapter import errors
+from adapter.service import scheduler
 from adapter.store import db
 
 from support import minimal_config

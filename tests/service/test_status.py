@@ -25,16 +25,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import locks, scheduler, status
 from adapter.cli.main import main
-from adapter.store import db, models
+from adapter.service import scheduler, status
+from adapter.store import db, locks, models
 
 TRIAL_ADAPTER = str(Path(sys.executable).parent / "trial-adapter")
 MakeConfig = Callable[[str], config_mod.Config]
 
 HOLD_SCRIPT = """
 import sys, time
-from adapter import locks
+from adapter.store import locks
 from adapter.store import db
 lock = locks.try_acquire(db.open_store(sys.argv[1]), sys.argv[2])
 print("held" if lock else "busy", flush=True)

@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from adapter import config as config_mod
-from adapter import job, status
 from adapter.cli.main import main
+from adapter.service import job, status
 from adapter.store import db, models
 
 import pgserver
@@ -107,8 +107,8 @@ def test_the_migrations_build_exactly_the_models(store_url: str) -> None:
 
 
 def test_a_switched_repository_gets_every_current_record_once(store_url: str, demo_on: MakeConfig) -> None:
-    """``push --resend``'s bookkeeping (adapter.redelivery) on each backend."""
-    from adapter import redelivery
+    """``push --resend``'s bookkeeping (adapter.delivery.redelivery) on each backend."""
+    from adapter.delivery import redelivery
 
     config = demo_on(store_url)
     job.run_once(config, config.sites)

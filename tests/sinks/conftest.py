@@ -28,7 +28,7 @@ def make_delivery() -> MakeDelivery:
     """``make_delivery(record, op="upsert", item_id=None)``: an outbox item as a sink receives it.
 
     A retraction gets the tombstone as payload and the record as ``previous``,
-    exactly as ``adapter.delivery`` builds it.
+    exactly as ``adapter.delivery.outbox`` builds it.
     """
     counter = iter(range(1, 1_000_000))
 

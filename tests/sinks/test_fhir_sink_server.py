@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from adapter import config as config_mod
-from adapter import job
+from adapter.service import job
 from adapter.sinks import fhir_resources as fr
 from adapter.sinks import settings
 from adapter.sinks.fhir import FhirSink

@@ -15,7 +15,9 @@ import orjson
 import sqlalchemy as sa
 
 from adapter import config as config_mod
-from adapter import delivery, job, paths
+from adapter import paths
+from adapter.delivery import outbox
+from adapter.service import job
 from adapter.sinks import settings
 from adapter.sinks.fhir import FhirSink
 from adapter.sinks.http import HttpSink
@@ -59,7 +61,7 @@ def test_no_phi_in_any_sinks_requests(demo_run: tuple[config_mod.Config, job.Job
     config, _ = demo_run
     with db.open_store(config.store.url)() as session:
         items = session.scalars(sa.select(models.OutboxItem).order_by(models.OutboxItem.id)).all()
-        batch = delivery.deliveries(session, items)
+        batch = outbox.deliveries(session, items)
     assert len(batch) > 100
     sinks = [
         HttpSink(settings.HttpRepository(kind="http", url="https://trials.example.org/api")),

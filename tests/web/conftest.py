@@ -20,9 +20,10 @@ import pytest
 from fastapi.routing import APIRoute
 
 from adapter import config as config_mod
-from adapter import job, paths
+from adapter import paths
 from adapter.demo import site as demo_site
 from adapter.mapping import overrides
+from adapter.service import job
 from adapter.store import db
 from adapter.web import accounts
 from adapter.web.app import create_app

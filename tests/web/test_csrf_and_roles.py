@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from adapter import config as config_mod
-from adapter import fixes
+from adapter.reconciliation import fixes
 from adapter.store import db, models
 from adapter.web import views
 

@@ -1,4 +1,4 @@
-"""adapter.fixes at the file level: override edits keep comments; bad fixes change nothing."""
+"""adapter.reconciliation.fixes at the file level: override edits keep comments; bad fixes change nothing."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytest
 import sqlalchemy as sa
 
 from adapter import config as config_mod
-from adapter import errors, fixes, job
+from adapter import errors
 from adapter.mapping import overrides
+from adapter.reconciliation import fixes
+from adapter.service import job
 from adapter.store import db, models
 
 from .conftest import CREATININE_CODE, fix_file

@@ -17,7 +17,7 @@ import annotated_types
 from fastapi.testclient import TestClient
 
 from adapter import config as config_mod
-from adapter import fixes
+from adapter.reconciliation import fixes
 from adapter.store import db
 
 from .conftest import SODIUM_ISSUE, api_routes, csrf_token, issue_link, login

@@ -14,10 +14,11 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from adapter import actors, errors, fixes
+from adapter import actors, errors
 from adapter import config as config_mod
 from adapter.cli import main
 from adapter.mapping import overrides
+from adapter.reconciliation import fixes
 from adapter.store import db, models
 from adapter.web import accounts
 

@@ -26,8 +26,9 @@ import pytest
 import sqlalchemy as sa
 
 from adapter import config as config_mod
-from adapter import job, paths
+from adapter import paths
 from adapter.demo import site as demo_site
+from adapter.service import job
 from adapter.store import db, models
 from adapter.web.app import create_app
 from adapter.web.issue_query import IssueTokens

@@ -16,7 +16,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from adapter import errors, fixes
+from adapter import errors
+from adapter.reconciliation import fixes
 from adapter.store import models
 from adapter.web import context, params, render
 from adapter.web.auth import AnyUser, Fixer, Forbidden, Operator

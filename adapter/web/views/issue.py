@@ -4,7 +4,7 @@ The page offers only the fixes that make sense for the issue's kind: an
 unknown local code can be mapped to a catalog concept or declared "not a
 protocol concept"; an unknown unit spelling can be read as a UCUM unit; any
 open issue can be ignored with a reason.  Each form posts to a route here,
-which calls ``adapter.fixes`` (the same functions as ``trial-adapter map``)
+which calls ``adapter.reconciliation.fixes`` (the same functions as ``trial-adapter map``)
 and then shows the audit entry of what happened, with an Undo button.
 """
 
@@ -20,11 +20,12 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import errors, fixes
+from adapter import errors
 from adapter.mapping import catalog as catalog_mod
 from adapter.mapping import overrides
 from adapter.mapping.facts import KINDS_FOR_RESOURCE_TYPE
 from adapter.mapping.issues import GUIDANCE, IssueKind
+from adapter.reconciliation import fixes
 from adapter.store import models
 from adapter.web import context, issue_query, render
 from adapter.web.auth import AnyUser, Fixer, Operator

@@ -5,7 +5,7 @@ Revises: 0005
 
 Items delivered before this revision get no repository here: the first run
 of the upgraded adapter attributes them to the repository configured then
-(``adapter.redelivery.note``), since the migration cannot read the config.
+(``adapter.delivery.redelivery.note``), since the migration cannot read the config.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ the running process, so ``status`` tells the truth from any shell even while
 the service runs, or after it died.
 
 Two things the rows alone cannot say are read from the locks
-(``adapter.locks``): whether a pass still marked ``running`` has a live
+(``adapter.store.locks``): whether a pass still marked ``running`` has a live
 process (its site lock), and whether the service is up (the ``SERVICE``
 lock).  A pass whose process is gone shows as ``interrupted`` (the row
 itself is closed by the next pass of that site), and the next runs from the
@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import locks, scheduler
-from adapter.store import models
+from adapter.service import scheduler
+from adapter.store import locks, models
 from adapter.store.models import utcnow
 
 

@@ -19,7 +19,7 @@ with its batch, the rest stays queued, untried, for the next pass.
 
 Every acknowledged item records which repository took it (``repository``,
 a fingerprint from ``adapter.sinks.identity``), so a site that switches
-repositories can re-send what the new one lacks (``adapter.redelivery``).
+repositories can re-send what the new one lacks (``adapter.delivery.redelivery``).
 Items are owed to the trial repository, not to one repository: an item
 queued while the config named another repository goes to the one configured
 when it is delivered.

@@ -30,10 +30,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter import retraction_guard
-from adapter.delivery import DrainSummary
+from adapter.delivery.outbox import DrainSummary
 from adapter.store import models, state
-from adapter.sync import SyncSummary
+from adapter.sync import SyncSummary, retraction_guard
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 The CLI's ``sync --once`` and ``demo`` call ``run_once`` (``load_setups`` +
 ``run_setups``); the scheduler calls its two halves, ``sync_locked`` per site
 and ``deliver_outbox``, as separate jobs.  One code path, so what a site IT team tests by hand is what runs
-unattended.  Both halves run under a lock (``adapter.locks``): a second
+unattended.  Both halves run under a lock (``adapter.store.locks``): a second
 adapter process on the same database skips a site that is being synced
 instead of racing it.
 """
@@ -18,10 +18,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import delivery, errors, fixes, locks, redelivery
+from adapter import errors
+from adapter.delivery import outbox, redelivery
 from adapter.fhir.validation import Mode
+from adapter.reconciliation import fixes
 from adapter.sinks import factory, identity
-from adapter.store import db, models
+from adapter.store import db, locks, models
 from adapter.store.models import utcnow
 from adapter.sync import Progress, SiteSetup, StopCheck, SyncSummary, sync_site
 
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class JobResult:
     syncs: list[SyncSummary]
-    delivery: delivery.DrainSummary | None
+    delivery: outbox.DrainSummary | None
     busy: list[str] = field(default_factory=list)  # sites (or the outbox) another process held
 
 
@@ -157,12 +159,12 @@ def deliver_outbox(
     *,
     should_stop: StopCheck | None = None,
     retry_now: bool = False,
-) -> delivery.DrainSummary | None:
+) -> outbox.DrainSummary | None:
     """Drain the outbox into the trial repository; None when another process is draining it.
 
     ``should_stop`` (SIGTERM in the service) ends the drain between records;
     what was not sent stays queued for the next drain.  Every item delivered
-    records the configured repository (``adapter.redelivery``).
+    records the configured repository (``adapter.delivery.redelivery``).
     ``retry_now`` also tries items still in their backoff.
     """
     lock = locks.try_acquire(sessions, locks.OUTBOX)
@@ -172,7 +174,7 @@ def deliver_outbox(
     with lock:
         redelivery.note(config, sessions)
         sink = factory.make_sink(config.repository, should_stop=should_stop)
-        return delivery.drain(
+        return outbox.drain(
             sessions,
             sink,
             should_stop=should_stop,

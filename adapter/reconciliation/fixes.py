@@ -34,11 +34,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter import actors, errors, locks
+from adapter import actors, errors
 from adapter import config as config_mod
 from adapter.mapping import catalog as catalog_mod
 from adapter.mapping import overrides, units
-from adapter.store import models, state
+from adapter.store import locks, models, state
 from adapter.store.models import utcnow
 from adapter.sync import SiteSetup, remap_site
 

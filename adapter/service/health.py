@@ -24,8 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 
-from adapter import errors, metrics
-from adapter.status import Readiness
+from adapter import errors
+from adapter.service import metrics
+from adapter.service.status import Readiness
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ page.
 Stop (SIGTERM, SIGINT): a flag that every running pass polls between pages
 (``sync_site(should_stop=...)``); the pass commits the page it is on and
 ends with outcome ``stopped``.  A delivery polls it between records
-(``delivery.drain(should_stop=...)``) and leaves the rest queued.  The
+(``outbox.drain(should_stop=...)``) and leaves the rest queued.  The
 service waits at most ``service.stop_timeout_seconds`` for that, then exits
 0, or, if a pass is stuck (a hung network read), reports it and exits
 non-zero: what was committed is safe either way.
@@ -26,13 +26,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import signal
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from types import FrameType
 
 import prometheus_client
 import sqlalchemy as sa
@@ -42,8 +39,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import errors, health, job, locks, metrics, redelivery, scheduler, status
-from adapter.store import db, models
+from adapter import errors
+from adapter.delivery import redelivery
+from adapter.service import health, job, metrics, process, scheduler, status
+from adapter.store import db, locks, models
 from adapter.sync import SiteSetup
 
 log = logging.getLogger(__name__)
@@ -215,7 +214,7 @@ class Service:
     def _check_repository(self, config: config_mod.Config) -> None:
         """A changed [repository] gets only new changes by itself: log what it lacks, and the fix.
 
-        Pending items go to the repository configured now (``adapter.redelivery``).
+        Pending items go to the repository configured now (``adapter.delivery.redelivery``).
         """
         try:
             change = job.repository_change(config, self._require_sessions())
@@ -262,7 +261,7 @@ class Service:
                 summary = job.sync_locked(setup, sessions, full=full, should_stop=self.stopping.is_set)
             except Exception as exc:
                 metrics.record_unfinished(site_id, kind=kind, outcome="error")
-                _log_failure(name, exc, started, site=site_id)
+                process.log_failure(name, exc, started, site=site_id)
                 return
             if summary is None:
                 metrics.record_unfinished(site_id, kind=kind, outcome="busy")
@@ -300,7 +299,7 @@ class Service:
                     self.config, self._require_sessions(), should_stop=self.stopping.is_set
                 )
             except Exception as exc:
-                _log_failure(scheduler.DELIVERY_JOB, exc, started)
+                process.log_failure(scheduler.DELIVERY_JOB, exc, started)
                 return
             if drained is None:
                 return
@@ -352,50 +351,3 @@ class Service:
         if self._sessions is None:
             raise errors.StoreError("the service has not opened its state database yet")
         return self._sessions
-
-
-def _log_failure(name: str, exc: Exception, started: float, *, site: str | None = None) -> None:
-    """Log a failed job without PHI.
-
-    An ``AdapterError`` message is written to be safe and to name the fix.
-    Anything else is a bug whose message could quote resource content (a
-    ``KeyError`` of a value, a driver error echoing a row), so only its type
-    and where it was raised are logged.
-    """
-    fields: dict[str, object] = {"job": name, "seconds": round(time.monotonic() - started, 3)}
-    if site is not None:
-        fields["site"] = site
-    if isinstance(exc, errors.AdapterError):
-        fields.update(error=str(exc), exit_code=exc.exit_code)
-        log.error("job failed", extra=fields)
-        return
-    frames = traceback.extract_tb(exc.__traceback__)
-    fields.update(
-        error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-        where=[f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} {frame.name}" for frame in frames[-6:]],
-    )
-    log.error("job crashed; it runs again at its next turn", extra=fields)
-
-
-def install_signal_handlers(service: Service) -> None:
-    """SIGTERM and SIGINT stop the service; SIGHUP reloads its config (main thread only)."""
-
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        service.request_stop()
-
-    def reload(_signum: int, _frame: FrameType | None) -> None:
-        service.request_reload()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, reload)
-
-
-def route_scheduler_logs() -> None:
-    """APScheduler's warnings (skipped or missed runs) go to the adapter's log, in its format."""
-    ours = logging.getLogger("adapter")
-    theirs = logging.getLogger("apscheduler")
-    theirs.handlers[:] = ours.handlers
-    theirs.setLevel(max(ours.level, logging.WARNING))
-    theirs.propagate = False
