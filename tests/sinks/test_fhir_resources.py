@@ -9,6 +9,8 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from adapter.sinks import fhir_resources as fr
+from adapter.sinks.fhir_resources.records import BUILDERS
+from adapter.sinks.fhir_resources.systems import CLINICALTRIALS_GOV, RXNORM
 
 SYSTEMS = fr.Systems("urn:trial-adapter")
 RECORDED = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -24,7 +26,7 @@ def test_every_demo_record_and_its_provenance_are_valid_fhir(
     base: str, demo_records: list[dict[str, Any]]
 ) -> None:
     systems = fr.Systems(base)
-    assert {r["record_type"] for r in demo_records} == set(fr.BUILDERS)
+    assert {r["record_type"] for r in demo_records} == set(BUILDERS)
     for record in demo_records:
         for retracted in (False, True):
             resource = fr.record_resource(record, systems, "Patient/p", retracted=retracted)
@@ -81,7 +83,7 @@ def test_cycle_transplant_collection_mrd_and_counts(demo_records: list[dict[str,
         "end": first("TreatmentCycle")["end"],
     }
     assert cycle["medicationCodeableConcept"]["coding"][0] == {
-        "system": fr.RXNORM,
+        "system": RXNORM,
         "code": "1597258",
         "display": "blinatumomab",
     }
@@ -133,7 +135,7 @@ def test_identity_is_stable_and_searchable() -> None:
         fr.search_token("urn:trial-adapter:record-id", "a b")
         == "identifier=urn:trial-adapter:record-id|a%20b"
     )
-    assert fr.study_identifier("NCT06507514", SYSTEMS) == (fr.CLINICALTRIALS_GOV, "NCT06507514")
+    assert fr.study_identifier("NCT06507514", SYSTEMS) == (CLINICALTRIALS_GOV, "NCT06507514")
     assert fr.study_identifier("LOCAL-1", SYSTEMS) == ("urn:trial-adapter:study-id", "LOCAL-1")
 
 

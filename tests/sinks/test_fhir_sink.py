@@ -19,6 +19,7 @@ from adapter.sinks import fhir_resources as fr
 from adapter.sinks import settings
 from adapter.sinks.base import Delivery
 from adapter.sinks.fhir import FhirSink
+from adapter.sinks.fhir_resources.systems import CLINICALTRIALS_GOV
 
 from .conftest import MakeDelivery
 
@@ -97,7 +98,7 @@ def test_one_transaction_with_conditional_updates_fixed_anchors_and_provenance(
     [bundle] = server
     requests_made = [(e["request"]["method"], e["request"]["url"]) for e in bundle["entry"]]
     subject = batch[0].subject_id
-    study_id = fr.fixed_id("ResearchStudy", fr.CLINICALTRIALS_GOV, "NCT06507514")
+    study_id = fr.fixed_id("ResearchStudy", CLINICALTRIALS_GOV, "NCT06507514")
     patient_id = fr.fixed_id("Patient", "urn:trial-adapter:subject-id", subject)
     subject_id = fr.fixed_id("ResearchSubject", "urn:trial-adapter:subject-id", subject)
     assert requests_made[:3] == [

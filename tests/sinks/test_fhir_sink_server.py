@@ -17,6 +17,7 @@ from adapter.service import job
 from adapter.sinks import fhir_resources as fr
 from adapter.sinks import settings
 from adapter.sinks.fhir import FhirSink
+from adapter.sinks.fhir_resources.records import RESOURCE_TYPES
 
 from .conftest import MakeDelivery
 from fhirserver import FhirServer, FhirServerFactory, fhir_server_factory  # noqa: F401
@@ -74,7 +75,7 @@ def test_deliver_redeliver_change_retract_and_read_back(
     assert [r.error for r in results if not r.ok] == []
     expected_types = {
         t: sum(fr.resource_type_of(r["record_type"]) == t for r in demo_records)
-        for t in fr.RESOURCE_TYPES.values()
+        for t in RESOURCE_TYPES.values()
     }
     for resource_type, count in expected_types.items():
         assert len(search(server, resource_type, identifier=f"{RECORD}|")) == count

@@ -1,8 +1,8 @@
-"""Protocol records as FHIR R4 resources: what a FHIR-literate reader expects to find.
+"""Protocol records as FHIR R4 resources: one builder per record type.
 
 Pure functions from a pseudonymized record (``adapter.protocol.records``, as
-JSON) to resources; ``adapter.sinks.fhir`` puts them into transaction
-Bundles.  The choices, and why, are in docs/fhir-sink.md:
+JSON) to the resource a FHIR-literate reader expects to find.  The choices,
+and why, are in docs/fhir-sink.md:
 
 =====================  ==========================  ============================================
 record                 resource                    main element
@@ -18,37 +18,23 @@ TreatmentCycle         MedicationAdministration    effectivePeriod, dosage.dose 
 =====================  ==========================  ============================================
 
 Every resource carries the record id as an ``identifier`` (what conditional
-update matches on), refers to the subject's pseudonymous Patient, and gets a
-Provenance with the keyed hashes of its source resources and the mapping
-catalog version.  Nothing here knows a name, an MRN or a site resource id:
-the record is already pseudonymized when it arrives (``adapter.privacy``).
+update matches on) and refers to the subject's pseudonymous Patient.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import urllib.parse
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
-from adapter import __version__
-
-# https://terminology.hl7.org: code systems every FHIR reader knows.
-UCUM = "http://unitsofmeasure.org"
-LOINC = "http://loinc.org"
-SNOMED = "http://snomed.info/sct"
-CPT = "http://www.ama-assn.org/go/cpt"
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
-DATA_ABSENT_REASON = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
-DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
-PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
-SECURITY_INTEGRITY = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
-CLINICALTRIALS_GOV = "https://clinicaltrials.gov"
-
-# Stable fullUrls and Provenance ids: the same record gives the same Bundle.
-FULL_URL_NAMESPACE = uuid.UUID("0b6f7a0e-3f7d-5a43-9c3e-2d8f4b1c6e55")
+from adapter.sinks.fhir_resources.systems import (
+    CPT,
+    DATA_ABSENT_REASON,
+    LOINC,
+    OBSERVATION_CATEGORY,
+    RXNORM,
+    SNOMED,
+    UCUM,
+    Systems,
+)
 
 RETRACTED_STATUS = "entered-in-error"
 
@@ -57,129 +43,11 @@ class NotExpressible(ValueError):
     """A record that cannot be written as FHIR (unknown type, missing field): the item fails."""
 
 
-@dataclass(frozen=True)
-class Systems:
-    """The identifier, code and extension systems, under one configurable prefix.
-
-    A ``urn:`` prefix is joined with ``:``, an ``https://`` one with ``/``,
-    so a repository with its own canonical URL gets resolvable-looking
-    systems and extensions (``<base>/StructureDefinition/<name>``).
-    """
-
-    base: str
-
-    def _join(self, *parts: str) -> str:
-        separator = ":" if self.base.startswith("urn:") else "/"
-        return separator.join((self.base, *parts))
-
-    @property
-    def record_id(self) -> str:
-        return self._join("record-id")
-
-    @property
-    def subject_id(self) -> str:
-        return self._join("subject-id")
-
-    @property
-    def study_id(self) -> str:
-        return self._join("study-id")
-
-    @property
-    def codes(self) -> str:
-        return self._join("codes")
-
-    @property
-    def criterion_status(self) -> str:
-        return self._join("criterion-status")
-
-    @property
-    def source_hash(self) -> str:
-        return self._join("source-hash")
-
-    @property
-    def site(self) -> str:
-        return self._join("site")
-
-    def catalog(self, version: str) -> str:
-        return self._join("catalog", version)
-
-    def extension(self, name: str) -> str:
-        if self.base.startswith("urn:"):
-            return self._join("extension", name)
-        return self._join("StructureDefinition", name)
-
-
-# ----------------------------------------------------------------- identity
-
-
-def full_url(resource_type: str, system: str, value: str) -> str:
-    """A stable ``urn:uuid`` for a resource known by identifier, for references inside a Bundle."""
-    return f"urn:uuid:{uuid.uuid5(FULL_URL_NAMESPACE, f'{resource_type}|{system}|{value}')}"
-
-
-def search_token(system: str, value: str) -> str:
-    """``identifier=system|value`` for a conditional URL (https://hl7.org/fhir/R4/search.html#token)."""
-    return "identifier=" + urllib.parse.quote(f"{system}|{value}", safe=":/|")
-
-
-def fixed_id(resource_type: str, system: str, value: str) -> str:
-    """A server id derived from an identifier, for resources written by ``PUT Type/id``.
-
-    The ``ta-`` prefix keeps it from ever being all digits, which servers
-    such as HAPI reserve for ids they assign themselves.
-    """
-    return f"ta-{uuid.uuid5(FULL_URL_NAMESPACE, f'{resource_type}|{system}|{value}')}"
-
-
-def provenance_id(record_id: str) -> str:
-    """The Provenance of a record has a fixed id, so re-delivering replaces it instead of adding one."""
-    return fixed_id("Provenance", "record", record_id)
-
-
 def resource_type_of(record_type: str) -> str:
     try:
         return RESOURCE_TYPES[record_type]
     except KeyError:
         raise NotExpressible(f"record type {record_type!r} has no FHIR mapping") from None
-
-
-# ----------------------------------------------------------------- the subject
-
-
-def patient(subject_id: str, systems: Systems) -> dict[str, Any]:
-    """The pseudonymous Patient a ResearchSubject must point to: a trial subject id and nothing else."""
-    return {
-        "resourceType": "Patient",
-        "meta": {"security": [{"system": SECURITY_INTEGRITY, "code": "PSEUDED", "display": "pseudonymized"}]},
-        "identifier": [{"system": systems.subject_id, "value": subject_id}],
-    }
-
-
-def study_identifier(study: str, systems: Systems) -> tuple[str, str]:
-    """ClinicalTrials.gov ids (NCT...) under the registry's own system, anything else under ours."""
-    return (CLINICALTRIALS_GOV if study.startswith("NCT") else systems.study_id), study
-
-
-def research_study(study: str, systems: Systems) -> dict[str, Any]:
-    system, value = study_identifier(study, systems)
-    return {
-        "resourceType": "ResearchStudy",
-        "identifier": [{"system": system, "value": value}],
-        "status": "active",
-    }
-
-
-def research_subject(subject_id: str, study_ref: str, patient_ref: str, systems: Systems) -> dict[str, Any]:
-    return {
-        "resourceType": "ResearchSubject",
-        "identifier": [{"system": systems.subject_id, "value": subject_id}],
-        "status": "on-study",
-        "study": {"reference": study_ref},
-        "individual": {"reference": patient_ref},
-    }
-
-
-# ----------------------------------------------------------------- records
 
 
 def record_resource(
@@ -203,54 +71,6 @@ def record_resource(
     if retracted:
         resource["status"] = RETRACTED_STATUS
     return resource
-
-
-def provenance(
-    record: dict[str, Any],
-    target_url: str,
-    systems: Systems,
-    recorded: dt.datetime,
-    *,
-    retracted: bool = False,
-) -> dict[str, Any]:
-    """Who made the record from what: source hashes as entities, the catalog version as policy.
-
-    https://hl7.org/fhir/R4/provenance.html: ``entity.what`` holds a
-    Reference by identifier only (the keyed hash); the site's resources stay
-    at the site.  ``activity`` is v3 DataOperation UPDATE, or NULLIFY for a
-    retraction.
-    """
-    resource: dict[str, Any] = {
-        "resourceType": "Provenance",
-        "id": provenance_id(record["record_id"]),
-        "target": [{"reference": target_url}],
-        "recorded": recorded.astimezone(dt.UTC).isoformat(timespec="milliseconds"),
-        "policy": [systems.catalog(str(record.get("catalog_version", "unknown")))],
-        "activity": {"coding": [{"system": DATA_OPERATION, "code": "NULLIFY" if retracted else "UPDATE"}]},
-        "agent": [
-            {
-                "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "assembler"}]},
-                "who": {
-                    "identifier": {"system": systems.site, "value": str(record.get("site", "unknown"))},
-                    "display": f"trial-adapter {__version__}",
-                },
-            }
-        ],
-    }
-    entities = [
-        {"role": "source", "what": {"identifier": {"system": systems.source_hash, "value": source}}}
-        for source in sorted(set(_evidence(record)))
-    ]
-    if entities:
-        resource["entity"] = entities
-    return resource
-
-
-def _evidence(record: dict[str, Any]) -> list[str]:
-    found = list(record.get("evidence") or ())
-    for criterion in record.get("criteria") or ():
-        found += criterion.get("evidence") or ()
-    return [str(h) for h in found]
 
 
 def _code(systems: Systems, code: str, display: str, *standard: dict[str, str]) -> dict[str, Any]:
