@@ -11,7 +11,7 @@ A current record is **owed** to a repository unless
 - an item of it is still pending (the outbox owes it to whichever repository
   is configured when it is delivered, so it will get there), or
 - the last item of it that this repository acknowledged is an upsert of the
-  record's current content (what it says: ``state.substance_hash``).
+  record's current content (what it says: ``hashing.substance_hash``).
 
 A record that was retracted is never owed: a repository that never had it
 has nothing to withdraw.
@@ -27,7 +27,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from adapter.store import models, state
+from adapter.store import hashing, models, state
 from adapter.store.models import utcnow
 
 CHUNK = 500  # bound parameters per IN (...), well under any SQLite's limit
@@ -155,7 +155,7 @@ def _differing(session: Session, pairs: Sequence[tuple[OwedRecord, int]]) -> lis
     """Of (record, delivered item) pairs whose hashes differ, those whose content really differs.
 
     Hashes of records stored before hashes left out the catalog version
-    (``state.PROVENANCE_FIELDS``) differ from their items' without the
+    (``hashing.PROVENANCE_FIELDS``) differ from their items' without the
     record having changed; reading both payloads settles it.
     """
     differing: list[OwedRecord] = []
@@ -188,7 +188,7 @@ def _says(payload: str | None) -> str | None:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError:
         return None
-    return state.substance_hash(data) if isinstance(data, dict) else None
+    return hashing.substance_hash(data) if isinstance(data, dict) else None
 
 
 def enqueue(session: Session, records: Sequence[OwedRecord]) -> int:

@@ -1,18 +1,18 @@
-"""Reading and writing the adapter's state: the few operations the sync needs.
+"""Writing the adapter's state: the bookkeeping steps the sync and the console share.
 
-Each function does one bookkeeping step inside the caller's transaction; the
-caller commits.  Keeping them here (not in adapter/sync/) keeps SQL out of the
-pipeline logic and gives the console and CLI the same operations.
+Each function does one step inside the caller's transaction (a resource's
+facts, the subjects left to derive, the issues a source raises, an audit
+entry); the caller commits.  Keeping them here (not in adapter/sync/) keeps
+SQL out of the pipeline logic and gives the console and CLI the same
+operations.  Derived records and their outbox items are ``records``'s job,
+hashes ``hashing``'s, and the tallies the report shows ``counts``'s.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
@@ -35,28 +35,6 @@ _SUBJECT_FACTS = (
     .where(models.FactRow.site == sa.bindparam("site"), models.FactRow.subject_id == sa.bindparam("subject"))
     .order_by(models.FactRow.id)
 )
-_SUBJECT_RECORDS = sa.select(models.RecordRow).where(
-    models.RecordRow.site == sa.bindparam("site"), models.RecordRow.subject_id == sa.bindparam("subject")
-)
-
-
-def canonical_json(data: Any) -> bytes:
-    """Deterministic JSON bytes: the basis of every content hash."""
-    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-
-
-def content_hash(data: Any) -> str:
-    return hashlib.sha256(canonical_json(data)).hexdigest()
-
-
-# Record fields that say where a record came from, not what it says: a new
-# catalog version alone (any mapping fix changes it) must not re-send records.
-PROVENANCE_FIELDS = frozenset({"catalog_version"})
-
-
-def substance_hash(payload: dict[str, Any]) -> str:
-    """The hash of what a record says: its payload without its provenance fields."""
-    return content_hash({k: v for k, v in payload.items() if k not in PROVENANCE_FIELDS})
 
 
 # ----------------------------------------------------------------- one page of new rows
@@ -279,151 +257,7 @@ def resolve_orphaned_issues(session: Session, site: str) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def open_issue_counts(session: Session, site: str | None = None) -> dict[str, int]:
-    query = sa.select(models.IssueRow.kind, sa.func.count()).where(models.IssueRow.status == "open")
-    if site is not None:
-        query = query.where(models.IssueRow.site == site)
-    return {kind: count for kind, count in session.execute(query.group_by(models.IssueRow.kind))}
-
-
-# ----------------------------------------------------------------- records and outbox
-
-
-def reconcile_records(
-    session: Session,
-    site: str,
-    subject_id: str,
-    payloads: dict[str, dict[str, Any]],
-) -> tuple[int, int]:
-    """Make the stored records of one subject equal ``payloads``; enqueue the changes.
-
-    ``payloads`` maps record id to the outgoing (pseudonymized) JSON.  A new or
-    changed record enqueues an upsert; a stored record that no longer derives
-    enqueues a retraction.  Unchanged records enqueue nothing, which is what
-    makes re-running a sync send nothing twice.  "Changed" means what the
-    record says (``substance_hash``): a record that differs only in its
-    catalog version stamp keeps the stored payload, the one the repository
-    has, and is not sent again.  Returns (upserts, retractions).
-    """
-    stored = {
-        row.record_id: row for row in session.scalars(_SUBJECT_RECORDS, {"site": site, "subject": subject_id})
-    }
-    upserts = retractions = 0
-    now = utcnow()
-    new_records: list[dict[str, Any]] = []
-    outbox: list[dict[str, Any]] = []
-    for record_id in sorted(payloads):
-        payload = payloads[record_id]
-        digest = substance_hash(payload)
-        row = stored.get(record_id)
-        if row is not None and not row.retracted:
-            if row.content_hash == digest:
-                continue
-            if _same_substance(row.payload, payload):
-                row.content_hash = digest  # stored before hashes left the provenance out
-                continue
-        body = canonical_json(payload)  # serialized once: stored record and outbox item
-        record_type, text = payload["record_type"], body.decode()
-        if row is None:
-            new_records.append(
-                {
-                    "record_id": record_id,
-                    "site": site,
-                    "subject_id": subject_id,
-                    "record_type": record_type,
-                    "content_hash": digest,
-                    "payload": text,
-                    "retracted": False,
-                    "updated_at": now,
-                }
-            )
-        else:
-            row.record_type = record_type
-            row.content_hash = digest
-            row.payload = text
-            row.retracted = False
-            row.updated_at = now
-        outbox.append(_outbox_row(site, subject_id, record_id, record_type, "upsert", text, digest))
-        upserts += 1
-    for record_id, row in sorted(stored.items()):
-        if record_id in payloads or row.retracted:
-            continue
-        row.retracted = True
-        row.updated_at = now
-        tombstone = {
-            "record_id": record_id,
-            "record_type": row.record_type,
-            "subject_id": subject_id,
-            "site": site,
-        }
-        body = canonical_json(tombstone)
-        outbox.append(
-            _outbox_row(
-                site,
-                subject_id,
-                record_id,
-                row.record_type,
-                "retract",
-                body.decode(),
-                hashlib.sha256(body).hexdigest(),
-            )
-        )
-        retractions += 1
-    # New records and outbox items in bulk (Core executemany, in order), not as ORM objects.
-    connection = session.connection()
-    if new_records:
-        connection.execute(sa.insert(models.RecordRow), new_records)
-    if outbox:
-        connection.execute(sa.insert(models.OutboxItem), outbox)
-    return upserts, retractions
-
-
-def _same_substance(stored_payload: str, payload: dict[str, Any]) -> bool:
-    """Whether a stored record says what ``payload`` says (its provenance aside)."""
-    try:
-        stored = orjson.loads(stored_payload)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(stored, dict) and substance_hash(stored) == substance_hash(payload)
-
-
-def _outbox_row(
-    site: str,
-    subject_id: str,
-    record_id: str,
-    record_type: str,
-    operation: str,
-    payload: str,
-    digest: str,
-) -> dict[str, Any]:
-    return {
-        "site": site,
-        "subject_id": subject_id,
-        "record_id": record_id,
-        "record_type": record_type,
-        "operation": operation,
-        "payload": payload,
-        "content_hash": digest,
-    }
-
-
-def record_counts(session: Session, site: str | None = None) -> dict[str, int]:
-    query = sa.select(models.RecordRow.record_type, sa.func.count()).where(
-        models.RecordRow.retracted.is_(False)
-    )
-    if site is not None:
-        query = query.where(models.RecordRow.site == site)
-    return {kind: count for kind, count in session.execute(query.group_by(models.RecordRow.record_type))}
-
-
-def outbox_backlog(session: Session) -> tuple[int, dt.datetime | None]:
-    """(pending items, creation time of the oldest)."""
-    row = session.execute(
-        sa.select(sa.func.count(), sa.func.min(models.OutboxItem.created_at)).where(
-            models.OutboxItem.delivered_at.is_(None)
-        )
-    ).one()
-    return int(row[0]), row[1]
+# ----------------------------------------------------------------- audit trail
 
 
 def audit(session: Session, actor: str, action: str, target: str, **detail: Any) -> models.AuditEntry:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from adapter import config as config_mod
 from adapter.cli.main import main
 from adapter.service import job, status
-from adapter.store import db, models
+from adapter.store import db, models, schema
 
 import pgserver
 from golden import golden_issues, golden_records, issue_list, repository_records
@@ -71,7 +71,7 @@ def test_db_upgrade_and_current(
     assert "revision (empty)" in capsys.readouterr().out
     assert main(["db", "upgrade", "-c", str(path)]) == 0
     out = capsys.readouterr().out
-    _, head = db.revisions(db.create_engine(store_url))
+    _, head = schema.revisions(db.create_engine(store_url))
     assert f"to {head}" in out
     assert pgserver.PASSWORD not in out, "the database password is never shown"
     assert main(["db", "upgrade", "-c", str(path)]) == 0
@@ -100,7 +100,7 @@ def test_the_migrations_build_exactly_the_models(store_url: str) -> None:
     from alembic.migration import MigrationContext
 
     engine = db.create_engine(store_url)
-    db.upgrade(engine)
+    schema.upgrade(engine)
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), models.Base.metadata)
     assert differences == []

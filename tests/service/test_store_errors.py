@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from adapter.cli.main import main
-from adapter.store import db
+from adapter.store import db, schema
 
 AS_USER = """
 import os, sys
@@ -108,7 +108,7 @@ def test_a_missing_state_folder_names_the_folder_and_how_to_create_it(
     os.chown(folder, site_user[0], site_user[1])
     result = _run_as(site_user, "db", "upgrade", "-c", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
-    lock_file = folder / ("state.db" + db.SQLITE_MIGRATION_LOCK_SUFFIX)
+    lock_file = folder / ("state.db" + schema.SQLITE_MIGRATION_LOCK_SUFFIX)
     assert stat.S_IMODE(lock_file.stat().st_mode) == 0o600
     assert lock_file.stat().st_uid == site_user[0]
 
