@@ -73,7 +73,7 @@ def phase_ceiling(data: Path, validation: Mode) -> dict[str, Any]:
 
 
 def phase_validate(data: Path, validation: Mode) -> dict[str, Any]:
-    from adapter.fhir import ndjson
+    from adapter.fhir import ndjson, source
 
     count = 0
     started = time.perf_counter()
@@ -82,7 +82,7 @@ def phase_validate(data: Path, validation: Mode) -> dict[str, Any]:
             validate = _model_for(resource_type, validation).model_validate
             for line in ndjson.read_resources(site_dir, resource_type):
                 count += 1
-                if isinstance(line, ndjson.SourceLine):
+                if isinstance(line, source.SourceLine):
                     validate(line.resource)
     return {"resources": count, "seconds": time.perf_counter() - started}
 
@@ -90,14 +90,14 @@ def phase_validate(data: Path, validation: Mode) -> dict[str, Any]:
 def _site_context(site_dir: Path) -> tuple[Any, Any]:
     """(engine.SiteContext, roster) for one demo site: what the sync loads before mapping."""
     from adapter import paths, roster
-    from adapter.fhir import ndjson
+    from adapter.fhir import ndjson, source
     from adapter.mapping import catalog, engine
 
     cat = catalog.load_catalog(paths.default_mappings_dir(), site_dir.name)
     people = roster.load_roster(site_dir / "roster.csv")
     subjects = {}
     for line in ndjson.read_resources(site_dir, "Patient"):
-        if isinstance(line, ndjson.SourceLine):
+        if isinstance(line, source.SourceLine):
             subject = people.subject_for_identifiers(roster.patient_identifiers(line.resource))
             if subject:
                 subjects[f"Patient/{line.resource['id']}"] = subject
@@ -106,13 +106,13 @@ def _site_context(site_dir: Path) -> tuple[Any, Any]:
 
 def _mapped(site_dir: Path, ctx: Any, validation: Mode) -> Any:
     """One MappingResult per resource line of the site (None for a bad line)."""
-    from adapter.fhir import ndjson
+    from adapter.fhir import ndjson, source
     from adapter.mapping import engine
 
     for resource_type in MAPPED_TYPES:
         model = _model_for(resource_type, validation)
         for line in ndjson.read_resources(site_dir, resource_type):
-            if isinstance(line, ndjson.SourceLine):
+            if isinstance(line, source.SourceLine):
                 yield engine.map_resource(model.model_validate(line.resource), "v:1", ctx)
             else:
                 yield None

@@ -36,7 +36,8 @@ import orjson
 
 from adapter import errors
 from adapter.fhir import bundles, http
-from adapter.fhir.ndjson import MAX_RESOURCE_BYTES, BadLine, SourceLine, read_resources
+from adapter.fhir.ndjson import MAX_RESOURCE_BYTES, read_resources
+from adapter.fhir.source import BadLine, SourceLine
 from adapter.net.messages import outcome_text, read_prefix, redact_url
 from adapter.net.retry import parse_retry_after
 

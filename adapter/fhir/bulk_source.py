@@ -29,8 +29,8 @@ import orjson
 
 from adapter.fhir import bulk, bundles, connect, http, medications
 from adapter.fhir import settings as fhir_settings
-from adapter.fhir.ndjson import BadLine, SourceLine, read_resources
-from adapter.fhir.source import Page
+from adapter.fhir.ndjson import read_resources
+from adapter.fhir.source import BadLine, Page, SourceLine
 
 log = logging.getLogger(__name__)
 

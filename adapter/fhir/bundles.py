@@ -38,7 +38,7 @@ import orjson
 from adapter import errors
 from adapter.fhir import http, ndjson, verify
 from adapter.fhir.medications import FetchMedications
-from adapter.fhir.ndjson import BadLine, SourceLine
+from adapter.fhir.source import BadLine, SourceLine
 from adapter.net import messages
 
 log = logging.getLogger(__name__)

@@ -14,16 +14,14 @@ written anywhere.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from adapter import errors
-from adapter.fhir import auth, connect, http
+from adapter import roster as roster_mod
+from adapter.fhir import auth, connect, http, probe
 from adapter.fhir import settings as fhir_settings
-
-if TYPE_CHECKING:
-    from adapter import roster as roster_mod
-    from adapter.fhir.wanted import Wanted
+from adapter.fhir.check_row import CheckRow
+from adapter.fhir.wanted import Wanted
 
 # The searches the REST source runs, per resource type (rest.py).
 NEEDED_SEARCH_PARAMS = {
@@ -32,14 +30,6 @@ NEEDED_SEARCH_PARAMS = {
     "MedicationAdministration": ("patient",),
     "Procedure": ("patient",),
 }
-
-
-@dataclass(frozen=True)
-class CheckRow:
-    item: str
-    ok: bool
-    detail: str  # what was found, or the problem and its fix
-    warning: bool = False  # ok, but a person should look (e.g. TLS verification off)
 
 
 def check_server(
@@ -75,8 +65,6 @@ def check_server(
     rows.append(auth_row)
     if auth_row.ok and isinstance(server, fhir_settings.RestSource):
         if roster is not None and wanted is not None:
-            from adapter.fhir import probe  # probe builds CheckRows: imported here, not at the top
-
             rows.extend(probe.probe_server(site, server, client, roster=roster, wanted=wanted))
     return rows
 

@@ -21,8 +21,7 @@ from typing import Any
 
 from adapter import roster as roster_mod
 from adapter.fhir import bulk, factory
-from adapter.fhir.ndjson import SourceLine
-from adapter.fhir.source import Source
+from adapter.fhir.source import Source, SourceLine
 from adapter.fhir.wanted import Wanted
 
 DISCOVERED_TYPES = ("Observation", "MedicationAdministration", "Procedure")

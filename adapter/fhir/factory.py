@@ -3,7 +3,8 @@
 ``ndjson`` reads a folder, ``fhir-rest`` the site's search API, ``fhir-bulk``
 its Bulk Data export.  Building a source is cheap and offline; the network
 and the files are touched on first use.  ``BUILDERS`` is the one list of
-kinds: a new kind of source is its own module plus one line there.
+kinds: a new kind of source is its own module, its settings model in
+``adapter.fhir.settings`` and one line there.
 
 The factory takes a kind's settings model, not the site config: what a
 source asks for (its roster's patients, the ``Wanted`` codes) comes from the
@@ -32,16 +33,6 @@ class SourceSettings(Protocol):
     def kind(self) -> str: ...
 
 
-class FolderSettings(Protocol):
-    """The ``ndjson`` kind's settings (``adapter.config.NdjsonSource``)."""
-
-    @property
-    def path(self) -> Path: ...
-
-    @property
-    def max_resource_bytes(self) -> int: ...
-
-
 @dataclass(frozen=True)
 class SourceRequest:
     """What every builder gets besides its kind's settings."""
@@ -52,7 +43,7 @@ class SourceRequest:
     work_dir: Path | None = None  # a folder for the source's own files instead of the configured one
 
 
-def _ndjson(settings: FolderSettings, _request: SourceRequest) -> Source:
+def _ndjson(settings: fhir_settings.NdjsonSource, _request: SourceRequest) -> Source:
     return NdjsonFolderSource(settings.path, max_resource_bytes=settings.max_resource_bytes)
 
 

@@ -16,38 +16,21 @@ Its issue names the file, the line and the size, never the content.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import datetime as dt
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import orjson
 
 from adapter import errors
 from adapter.fhir import settings as fhir_settings
 from adapter.fhir.medications import MedicationResolver
+from adapter.fhir.source import BadLine, Page, Source, SourceLine
 
 RESOURCE_ORDER = ("Patient", "Observation", "MedicationAdministration", "Procedure")
 MAX_RESOURCE_BYTES = fhir_settings.MAX_RESOURCE_BYTES  # the default of [sites.source] max_resource_bytes
 SKIP_CHUNK_BYTES = 1 << 16
-
-
-@dataclass(frozen=True)
-class SourceLine:
-    resource_type: str
-    resource: dict[str, Any]
-    location: str  # "Observation.ndjson:12", for messages (never resource content)
-
-
-@dataclass(frozen=True)
-class BadLine:
-    resource_type: str
-    location: str
-    problem: str
-    # The resource it was, when the source could tell without handing it over (a search
-    # entry over the size limit): the sync then raises the issue on the resource itself.
-    ref: str | None = None
-    patient_ref: str | None = None
 
 
 def too_large_problem(size: int, limit: int, what: str = "the resource") -> str:
@@ -147,7 +130,8 @@ class NdjsonFolderSource:
     """A folder snapshot: every pass reads everything (dedupe makes it cheap).
 
     ``since`` and ``resume`` are ignored: the folder has no change index, and
-    skipping lines would make unseen resources look deleted.
+    skipping lines would make unseen resources look deleted.  So is
+    ``patient_refs``: the sync tells the roster patients' resources from the rest.
     """
 
     complete_listing = True
@@ -162,9 +146,15 @@ class NdjsonFolderSource:
     def patients(self) -> Iterator[SourceLine | BadLine]:
         return read_resources(self.folder, "Patient", self.max_resource_bytes)
 
-    def pages(self, resource_type: str, **_ignored: object) -> Iterator[Any]:
-        from adapter.fhir.source import Page
-
+    def pages(
+        self,
+        resource_type: str,
+        *,
+        patient_refs: Sequence[str],
+        since: dt.datetime | None,
+        resume: str | None,
+    ) -> Iterator[Page]:
+        del patient_refs, since, resume  # a snapshot: every pass reads every line
         medications = self._medications() if resource_type == "MedicationAdministration" else None
         page: list[SourceLine | BadLine] = []
         for line in read_resources(self.folder, resource_type, self.max_resource_bytes):
@@ -185,6 +175,9 @@ class NdjsonFolderSource:
 
     def expected_total(self) -> int | None:
         return count_lines(self.folder, max_bytes=self.max_resource_bytes)
+
+
+_: type[Source] = NdjsonFolderSource  # mypy checks that the folder source keeps to the interface
 
 
 def _inlined(

@@ -39,8 +39,7 @@ import prometheus_client
 from adapter import roster as roster_mod
 from adapter.fhir import bundles, connect, http, medications, prefetch, verify
 from adapter.fhir import settings as fhir_settings
-from adapter.fhir.ndjson import BadLine, SourceLine
-from adapter.fhir.source import Page
+from adapter.fhir.source import BadLine, Page, SourceLine
 from adapter.fhir.wanted import Wanted
 
 log = logging.getLogger(__name__)

@@ -1,11 +1,11 @@
-"""The ``[sites.source]`` tables for a FHIR server: URL, auth, TLS, paging, retries.
+"""The ``[sites.source]`` tables: an NDJSON folder, or a FHIR server's URL, auth, TLS, paging, retries.
 
-These are the ``fhir-rest`` (search API) and ``fhir-bulk`` (Bulk Data
-``$export``) source kinds; ``adapter.config`` puts them into the
-``SourceConfig`` union next to ``ndjson``.  Site IT teams write them by hand,
-so every field's ``description`` doubles as the fix shown when it is wrong.
-The ``tls`` table and the ``bearer`` / ``none`` auth kinds are the ones a
-network repository has too (``adapter.net.settings``).
+These are the source kinds ``ndjson`` (a folder of files), ``fhir-rest``
+(search API) and ``fhir-bulk`` (Bulk Data ``$export``), joined in the
+``SourceConfig`` union that ``adapter.config`` puts into the config.  Site IT
+teams write them by hand, so every field's ``description`` doubles as the fix
+shown when it is wrong.  The ``tls`` table and the ``bearer`` / ``none`` auth
+kinds are the ones a network repository has too (``adapter.net.settings``).
 
 Secrets are never values in this file, only the *name* of an environment
 variable or the *path* of a file that holds them: config files travel into
@@ -41,6 +41,20 @@ MaxResourceBytes = Annotated[
         "size, without its content (default 1048576, 1 MiB)",
     ),
 ]
+
+
+class NdjsonSource(BaseModel):
+    """A folder of Bulk-Data-shaped NDJSON files (``adapter.fhir.ndjson``), e.g. the demo site."""
+
+    model_config = Strict
+
+    kind: Literal["ndjson"] = Field(description='"ndjson": a folder of <ResourceType>.ndjson files')
+    path: Path = Field(description="folder holding Patient.ndjson, Observation.ndjson, ... for this site")
+    max_resource_bytes: MaxResourceBytes = MAX_RESOURCE_BYTES
+
+    def resolved(self, resolve: Resolve, study_mappings: Path) -> NdjsonSource:
+        del study_mappings  # a folder is read whole
+        return self.model_copy(update={"path": resolve(self.path)})
 
 
 class BasicAuth(BaseModel):
@@ -258,8 +272,12 @@ class BulkSource(FhirServerSettings):
         return self.model_copy(update=update)
 
 
+SourceConfig = Annotated[NdjsonSource | RestSource | BulkSource, Field(discriminator="kind")]
+
+
 # Discriminator tags of the models above, for adapter.config's error messages.
 TAGGED_MODELS: dict[str, type[BaseModel]] = {
+    "ndjson": NdjsonSource,
     "fhir-rest": RestSource,
     "fhir-bulk": BulkSource,
     **net_settings.TAGGED_MODELS,

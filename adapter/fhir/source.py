@@ -1,12 +1,16 @@
-"""The one interface every site data source implements.
+"""The one interface every site data source implements, and the lines and pages it yields.
 
 The sync asks a source for the site's patients, then for pages of each
-resource type.  A page is the unit of commit: the sync stores a page's
-results and the page's ``cursor`` in one transaction, so after a crash it
-resumes from the last committed page (docs/design.md §2).  ``watermark`` is the
-time the source vouches for: once every page of a resource type is
-committed, the sync stores it, and the next incremental pass asks only for
-resources changed after it (minus an overlap for clock skew).
+resource type.  Every kind of source yields the same lines: a ``SourceLine``
+holds one resource, a ``BadLine`` one that could not be read (not JSON, too
+large, ...), so the sync raises an issue for it instead of stopping.
+
+A page is the unit of commit: the sync stores a page's results and the
+page's ``cursor`` in one transaction, so after a crash it resumes from the
+last committed page (docs/design.md §2).  ``watermark`` is the time the
+source vouches for: once every page of a resource type is committed, the
+sync stores it, and the next incremental pass asks only for resources
+changed after it (minus an overlap for clock skew).
 """
 
 from __future__ import annotations
@@ -14,11 +18,25 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from adapter.fhir.ndjson import BadLine, SourceLine
 
-__all__ = ["BadLine", "Page", "Source", "SourceLine"]
+@dataclass(frozen=True)
+class SourceLine:
+    resource_type: str
+    resource: dict[str, Any]
+    location: str  # "Observation.ndjson:12", for messages (never resource content)
+
+
+@dataclass(frozen=True)
+class BadLine:
+    resource_type: str
+    location: str
+    problem: str
+    # The resource it was, when the source could tell without handing it over (a search
+    # entry over the size limit): the sync then raises the issue on the resource itself.
+    ref: str | None = None
+    patient_ref: str | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter import privacy
 from adapter.protocol import context
 from adapter.protocol.derive import derive_subject
-from adapter.store import state
+from adapter.store import records, state
 from adapter.sync.runs import StopCheck, SyncStopped, SyncSummary
 from adapter.sync.setup import SiteSetup
 
@@ -52,7 +52,7 @@ def derive_dirty(
                 )
                 for record in derivation.records
             }
-            upserts, retractions = state.reconcile_records(session, site_id, subject_id, payloads)
+            upserts, retractions = records.reconcile_records(session, site_id, subject_id, payloads)
             state.replace_issues(session, site_id, f"derive:{subject_id}", derivation.issues)
             state.clear_dirty(session, site_id, subject_id)
             summary.upserts += upserts

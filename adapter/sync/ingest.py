@@ -16,8 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.fhir import ndjson
-from adapter.fhir.source import Source
+from adapter.fhir.source import BadLine, Source, SourceLine
 from adapter.fhir.validation import Mode
 from adapter.mapping import engine
 from adapter.store import models, state
@@ -67,12 +66,12 @@ def ingest_type(
             dirty: set[str] = set()
             for line in page.lines:
                 summary.resources_read += 1
-                if isinstance(line, ndjson.BadLine) and line.ref is not None:
+                if isinstance(line, BadLine) and line.ref is not None:
                     resource_id = line.ref.partition("/")[2]
                     row = rows.get(resource_id)
                     rows[resource_id] = too_large(session, ctx, line, summary, row, dirty, new_rows)
                     continue
-                if isinstance(line, ndjson.BadLine):
+                if isinstance(line, BadLine):
                     bad_line(session, ctx.site, line, summary)
                     continue
                 resource_id = line.resource["id"]
@@ -104,7 +103,7 @@ def ingest_type(
 
 
 def _stored_rows(
-    session: Session, site: str, resource_type: str, lines: list[ndjson.SourceLine | ndjson.BadLine]
+    session: Session, site: str, resource_type: str, lines: list[SourceLine | BadLine]
 ) -> dict[str, models.SourceResource]:
     """The stored versions of a page's resources, in one query instead of one per resource.
 
@@ -113,8 +112,8 @@ def _stored_rows(
     cost time on every incremental pass.
     """
     ids = sorted(
-        {line.resource["id"] for line in lines if isinstance(line, ndjson.SourceLine)}
-        | {line.ref.partition("/")[2] for line in lines if isinstance(line, ndjson.BadLine) and line.ref}
+        {line.resource["id"] for line in lines if isinstance(line, SourceLine)}
+        | {line.ref.partition("/")[2] for line in lines if isinstance(line, BadLine) and line.ref}
     )
     if not ids:
         return {}

@@ -15,8 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import roster
-from adapter.fhir import ndjson
-from adapter.fhir.source import Source
+from adapter.fhir.source import BadLine, Source
 from adapter.mapping.issues import IssueKind, MappingIssue
 from adapter.store import models, state
 from adapter.store.models import utcnow
@@ -56,7 +55,7 @@ def link_patients(
             summary.resources_read += 1
             if progress:
                 progress(1)
-            if isinstance(line, ndjson.BadLine):
+            if isinstance(line, BadLine):
                 bad_line(session, site_id, line, summary)
                 continue
             ref = f"Patient/{line.resource['id']}"

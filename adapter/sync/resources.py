@@ -15,11 +15,12 @@ from typing import Any
 import pydantic
 from sqlalchemy.orm import Session
 
-from adapter.fhir import ndjson, stored_form
+from adapter.fhir import stored_form
+from adapter.fhir.source import BadLine
 from adapter.fhir.validation import Mode, validate
 from adapter.mapping import engine
 from adapter.mapping.issues import IssueKind, MappingIssue
-from adapter.store import models, state
+from adapter.store import hashing, models, state
 from adapter.store.models import utcnow
 from adapter.sync.runs import SyncSummary
 
@@ -128,8 +129,8 @@ def _kept_raw(raw: dict[str, Any], patient_ref: str | None, ctx: engine.SiteCont
     fix it.
     """
     if off_roster(patient_ref, ctx):
-        return state.canonical_json({"resourceType": raw["resourceType"], "id": raw["id"]}).decode()
-    return state.canonical_json(stored_form.for_storage(raw)).decode()  # what re-mapping reads, no more
+        return hashing.canonical_json({"resourceType": raw["resourceType"], "id": raw["id"]}).decode()
+    return hashing.canonical_json(stored_form.for_storage(raw)).decode()  # what re-mapping reads, no more
 
 
 def off_roster(patient_ref: str | None, ctx: engine.SiteContext) -> bool:
@@ -148,7 +149,7 @@ def _version(raw: dict[str, Any]) -> str:
     version_id = meta.get("versionId") if isinstance(meta, dict) else None
     if isinstance(version_id, str) and version_id:
         return f"v:{version_id}"[:80]
-    return "sha256:" + state.content_hash(raw)[:64]
+    return "sha256:" + hashing.content_hash(raw)[:64]
 
 
 def _patient_ref(raw: dict[str, Any]) -> str | None:
@@ -182,7 +183,7 @@ def _invalid(site: str, ref: str, exc: Exception, subject_id: str | None) -> Map
     )
 
 
-def bad_line(session: Session, site: str, line: ndjson.BadLine, summary: SyncSummary) -> None:
+def bad_line(session: Session, site: str, line: BadLine, summary: SyncSummary) -> None:
     """A source line that is no resource at all: an ``invalid_resource`` issue on the line."""
     summary.invalid += 1
     scope = line.ref or f"file:{line.location}"
@@ -199,7 +200,7 @@ def bad_line(session: Session, site: str, line: ndjson.BadLine, summary: SyncSum
 def too_large(
     session: Session,
     ctx: engine.SiteContext,
-    line: ndjson.BadLine,
+    line: BadLine,
     summary: SyncSummary,
     row: Row | None,
     dirty: set[str],
@@ -220,7 +221,7 @@ def too_large(
         row = page.new_source(ctx.site, resource_type, resource_id)
     row.version = TOO_LARGE
     row.patient_ref = line.patient_ref
-    row.raw = state.canonical_json({"resourceType": resource_type, "id": resource_id}).decode()
+    row.raw = hashing.canonical_json({"resourceType": resource_type, "id": resource_id}).decode()
     row.catalog_version = ctx.catalog.version
     row.outcome = "issue"
     row.last_seen_run = summary.run_id

@@ -11,7 +11,7 @@ import responses
 
 from adapter.fhir import bulk_source, http
 from adapter.fhir import settings as fhir_settings
-from adapter.fhir.ndjson import SourceLine
+from adapter.fhir.source import SourceLine
 
 from fhirtesting import BASE, Sleeps
 

@@ -23,6 +23,7 @@ from adapter.sync import SiteSetup, sync_site
 from fhirserver import FhirServer, FhirServerFactory, free_port
 from fhirtesting import demo_config, server_config
 from golden import repository_records
+from support import write_smart_key_pair
 
 
 def write_toml(workdir: Path, site: str, source: str) -> Path:
@@ -121,19 +122,7 @@ def smart_server(
 ) -> tuple[FhirServer, Path]:
     """A server that only accepts SMART Backend Services tokens, with the adapter's key registered."""
     keys = tmp_path_factory.mktemp("smart-keys")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = keys / "adapter.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    public = keys / "adapter.pub.pem"
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    private, public = write_smart_key_pair(keys)
     server = fhir_server_factory(
         server_auth={
             "types": ["smart"],

@@ -134,7 +134,9 @@ def test_an_ndjson_folder_resolves_references_from_its_medication_files(tmp_path
     (tmp_path / "MedicationAdministration.ndjson").write_bytes(
         orjson.dumps(admin()) + b"\n" + orjson.dumps(admin("Medication/gone", id="m2")) + b"\n"
     )
-    (page,) = NdjsonFolderSource(tmp_path).pages("MedicationAdministration")
+    (page,) = NdjsonFolderSource(tmp_path).pages(
+        "MedicationAdministration", patient_refs=[], since=None, resume=None
+    )
     first, second = (line.resource for line in page.lines)
     assert first["medicationReference"]["reference"] == "#med-blin-35"
     assert second["medicationReference"]["reference"] == "Medication/gone"

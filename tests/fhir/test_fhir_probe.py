@@ -24,11 +24,13 @@ import responses
 
 from adapter import paths
 from adapter import roster as roster_mod
-from adapter.cli import report
+from adapter.cli import check_cmd
 from adapter.fhir import capability, http, probe, rest
 from adapter.fhir import settings as fhir_settings
+from adapter.fhir.check_row import CheckRow
 from adapter.mapping import catalog as catalog_mod
 from adapter.mapping import discovery
+from adapter.service import checks
 from adapter.sync import SiteSetup
 
 from fhirserver import FhirServer
@@ -232,7 +234,7 @@ SENSITIVE = [value for p in [*PATIENTS, STRANGER] for value in p[:2]]
 
 def run(
     client: http.FhirClient, catalog: catalog_mod.Catalog, budget: float = 60.0, **settings: Any
-) -> dict[str, capability.CheckRow]:
+) -> dict[str, CheckRow]:
     server = fhir_settings.RestSource(kind="fhir-rest", base_url=BASE, **settings)
     rows = probe.probe_server(
         "test-site",
@@ -247,15 +249,15 @@ def run(
     return {row.item: row for row in rows}
 
 
-def green(row: capability.CheckRow) -> bool:
+def green(row: CheckRow) -> bool:
     return row.ok and not row.warning
 
 
-def red(row: capability.CheckRow) -> bool:
+def red(row: CheckRow) -> bool:
     return not row.ok
 
 
-def warned(row: capability.CheckRow) -> bool:
+def warned(row: CheckRow) -> bool:
     return row.ok and row.warning
 
 
@@ -499,7 +501,9 @@ def test_a_well_behaved_real_server_gets_an_all_ok_behaviour_table(
     )
 
     # And as `trial-adapter check` prints it: a table row each, no failure, no exit code.
-    assert report.print_check(config) == []
+    found = checks.run_checks(config)
+    check_cmd.print_checks(found)
+    assert found.failures == []
     out = capsys.readouterr().out
     assert "behaviour: next links" in out and "behaviour: strict handling" in out
     assert "failed" not in out and "warning" not in out

@@ -21,7 +21,7 @@ from adapter import errors, paths
 from adapter import roster as roster_mod
 from adapter.fhir import bundles, http, rest
 from adapter.fhir import settings as fhir_settings
-from adapter.fhir.ndjson import BadLine, SourceLine
+from adapter.fhir.source import BadLine, SourceLine
 from adapter.mapping import catalog as catalog_mod
 from adapter.mapping import discovery
 

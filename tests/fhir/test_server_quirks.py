@@ -20,6 +20,8 @@ import sqlalchemy as sa
 from adapter import config as config_mod
 from adapter import errors, sync
 from adapter.fhir import capability, probe
+from adapter.fhir import settings as fhir_settings
+from adapter.fhir.check_row import CheckRow
 from adapter.mapping import discovery
 from adapter.mapping.issues import IssueKind
 from adapter.service import job
@@ -70,16 +72,16 @@ def fault_count(fault: str, site: str = SITE) -> float:
     return value or 0.0
 
 
-def behaviour(config: config_mod.Config) -> dict[str, capability.CheckRow]:
+def behaviour(config: config_mod.Config) -> dict[str, CheckRow]:
     setup = sync.SiteSetup.load(config, config.sites[0])
     source = config.sites[0].source
-    assert isinstance(source, config_mod.fhir_settings.RestSource)
+    assert isinstance(source, fhir_settings.RestSource)
     wanted = discovery.source_wanted(setup.catalog)
     rows = capability.check_server(setup.site.id, source, roster=setup.roster, wanted=wanted)
     return {row.item: row for row in rows if row.item.startswith("behaviour:")}
 
 
-def red(row: capability.CheckRow) -> bool:
+def red(row: CheckRow) -> bool:
     return not row.ok
 
 

@@ -27,8 +27,7 @@ from adapter import errors, paths
 from adapter import roster as roster_mod
 from adapter.fhir import bulk, bundles, http, ndjson, rest
 from adapter.fhir import settings as fhir_settings
-from adapter.fhir.ndjson import BadLine, SourceLine
-from adapter.fhir.source import Page
+from adapter.fhir.source import BadLine, Page, SourceLine
 from adapter.mapping import catalog as catalog_mod
 from adapter.mapping import discovery
 from adapter.store import db, models
@@ -173,7 +172,7 @@ def test_an_error_body_is_read_only_as_far_as_its_start() -> None:
 def test_the_caps_are_configurable_per_source_with_defaults() -> None:
     rest_source = fhir_settings.RestSource(kind="fhir-rest", base_url=BASE)
     assert rest_source.max_resource_bytes == 1 << 20 and rest_source.max_response_bytes == 64 << 20
-    assert config_mod.NdjsonSource(kind="ndjson", path=Path("x")).max_resource_bytes == 1 << 20
+    assert fhir_settings.NdjsonSource(kind="ndjson", path=Path("x")).max_resource_bytes == 1 << 20
     with pytest.raises(ValueError, match="max_response_bytes is smaller"):
         fhir_settings.RestSource(
             kind="fhir-rest", base_url=BASE, max_resource_bytes=8 << 20, max_response_bytes=1 << 20

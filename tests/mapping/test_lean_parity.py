@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from adapter import config as config_mod
 from adapter import paths, roster, sync
 from adapter.demo import site as demo_site
-from adapter.fhir import ndjson
+from adapter.fhir import ndjson, source
 from adapter.fhir.validation import Mode, lean_models
 from adapter.mapping import catalog, engine
 from adapter.mapping.issues import IssueKind
@@ -76,7 +76,7 @@ def _demo_resources() -> list[tuple[str, str, dict[str, Any]]]:
     for site_dir in sorted(p for p in paths.demo_data_dir().iterdir() if p.is_dir()):
         for resource_type in sync.MAPPED_TYPES:
             for line in ndjson.read_resources(site_dir, resource_type):
-                if isinstance(line, ndjson.SourceLine):
+                if isinstance(line, source.SourceLine):
                     found.append((site_dir.name, line.location, line.resource))
     return found
 
@@ -88,7 +88,7 @@ def _demo_contexts() -> dict[str, engine.SiteContext]:
         people = roster.load_roster(folder / "roster.csv")
         subjects = {}
         for line in ndjson.read_resources(folder, "Patient"):
-            if isinstance(line, ndjson.SourceLine):
+            if isinstance(line, source.SourceLine):
                 subject = people.subject_for_identifiers(roster.patient_identifiers(line.resource))
                 if subject:
                     subjects[f"Patient/{line.resource['id']}"] = subject
@@ -676,14 +676,14 @@ def east_copy(tmp_path: Path) -> tuple[config_mod.Config, Path, str]:
     """demo-east's roster and patients, with an Observation file the test writes."""
     data = tmp_path / "data" / "demo-east"
     data.mkdir(parents=True)
-    source = paths.demo_data_dir() / "demo-east"
-    shutil.copy(source / "roster.csv", data / "roster.csv")
-    shutil.copy(source / "Patient.ndjson", data / "Patient.ndjson")
+    demo_east = paths.demo_data_dir() / "demo-east"
+    shutil.copy(demo_east / "roster.csv", data / "roster.csv")
+    shutil.copy(demo_east / "Patient.ndjson", data / "Patient.ndjson")
     people = roster.load_roster(data / "roster.csv")
     patient = next(
         line.resource["id"]
         for line in ndjson.read_resources(data, "Patient")
-        if isinstance(line, ndjson.SourceLine)
+        if isinstance(line, source.SourceLine)
         and people.subject_for_identifiers(roster.patient_identifiers(line.resource))
     )
     (tmp_path / "key").write_text("0123456789abcdef-test-only-secret\n")

@@ -12,7 +12,7 @@ import urllib.parse
 from typing import Any
 
 from adapter.fhir import bundles, rest, verify
-from adapter.fhir.capability import CheckRow
+from adapter.fhir.check_row import CheckRow
 from adapter.fhir.probe.base import (
     AFTER_NOW,
     ITEM_COUNT,

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from adapter.fhir import bundles, rest
-from adapter.fhir.capability import CheckRow
+from adapter.fhir.check_row import CheckRow
 from adapter.fhir.probe.base import ITEM_CATEGORY, ITEM_FIT, ITEM_STRICT, UNKNOWN_PARAM, Prober, words
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from adapter import errors
 from adapter import roster as roster_mod
 from adapter.fhir import rest, verify
-from adapter.fhir.capability import CheckRow
+from adapter.fhir.check_row import CheckRow
 from adapter.fhir.probe.base import (
     ITEM_IDENTIFIERS,
     ITEM_PATIENTS,

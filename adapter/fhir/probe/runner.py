@@ -16,7 +16,7 @@ from adapter import errors
 from adapter import roster as roster_mod
 from adapter.fhir import http
 from adapter.fhir import settings as fhir_settings
-from adapter.fhir.capability import CheckRow
+from adapter.fhir.check_row import CheckRow
 from adapter.fhir.probe import paging, parameters, patients
 from adapter.fhir.probe.base import (
     BUDGET_SECONDS,

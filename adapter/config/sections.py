@@ -1,19 +1,18 @@
-"""The one TOML config file, loaded into pydantic models.
+"""The sections of the config file, one pydantic model per TOML table.
 
-Site IT teams edit this file by hand, so every error must say which file,
-which key and what is expected, never show a traceback (issue 2 §2).  Every
-field carries a ``description`` that doubles as the fix in error messages.
-Relative paths are resolved against the config file's folder, so a config
-works the same whichever directory the scheduler starts the adapter from.
+Site IT teams edit this file by hand, so every field carries a
+``description`` that doubles as the fix in error messages
+(``adapter.config.explain``).  The source and repository tables are not
+here: each kind's settings live with the code that reads them
+(``adapter.fhir.settings``, ``adapter.sinks.settings``), and ``Config``
+only puts their unions into place.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import tomllib
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
@@ -69,19 +68,6 @@ class PrivacyConfig(BaseModel):
     )
 
 
-class NdjsonSource(BaseModel):
-    model_config = StrictModel
-
-    kind: Literal["ndjson"] = Field(description='"ndjson": a folder of <ResourceType>.ndjson files')
-    path: Path = Field(description="folder holding Patient.ndjson, Observation.ndjson, ... for this site")
-    max_resource_bytes: fhir_settings.MaxResourceBytes = fhir_settings.MAX_RESOURCE_BYTES
-
-
-SourceConfig = Annotated[
-    NdjsonSource | fhir_settings.RestSource | fhir_settings.BulkSource, Field(discriminator="kind")
-]
-
-
 class SiteConfig(BaseModel):
     model_config = StrictModel
 
@@ -93,7 +79,7 @@ class SiteConfig(BaseModel):
     roster: Path = Field(
         description="CSV file with columns identifier_system,identifier_value,subject_id,enrolment_date"
     )
-    source: SourceConfig
+    source: fhir_settings.SourceConfig
 
     @pydantic.field_validator("timezone")
     @classmethod
@@ -280,166 +266,3 @@ class Config(BaseModel):
                 return site
         known = ", ".join(s.id for s in self.sites)
         raise errors.ConfigError(f"no site {site_id!r} in the config; known sites: {known}")
-
-
-def load_config(path: Path) -> Config:
-    """Read and validate a config file; raise ConfigError that names key and fix."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise errors.ConfigError(
-            f"{path}: file not found; copy config.example.toml there or pass --config PATH"
-        ) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise errors.ConfigError(f"{path}: cannot read the config file ({exc})") from exc
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise errors.ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return config_from_dict(raw, base_dir=path.parent.resolve(), source=path)
-
-
-def config_from_dict(raw: dict[str, Any], *, base_dir: Path, source: Path | None = None) -> Config:
-    """Validate a config mapping; relative paths are resolved against ``base_dir``."""
-    label = str(source) if source else "config"
-    try:
-        config = Config.model_validate(raw)
-    except pydantic.ValidationError as exc:
-        raise errors.ConfigError(_explain(label, exc, raw)) from None
-    return _resolve_paths(config, base_dir).model_copy(update={"source_file": source})
-
-
-def _resolve_paths(config: Config, base_dir: Path) -> Config:
-    def resolve(p: Path) -> Path:
-        return p if p.is_absolute() else (base_dir / p).resolve()
-
-    sites = [
-        site.model_copy(
-            update={
-                "roster": resolve(site.roster),
-                "source": _resolve_source(site.source, resolve, resolve(config.study.mappings)),
-            }
-        )
-        for site in config.sites
-    ]
-    store_url = _resolve_sqlite_url(config.store.url, base_dir)
-    privacy = config.privacy
-    if privacy.hmac_key_file is not None:
-        privacy = privacy.model_copy(update={"hmac_key_file": resolve(privacy.hmac_key_file)})
-    return config.model_copy(
-        update={
-            "study": config.study.model_copy(
-                update={
-                    "mappings": resolve(config.study.mappings),
-                    "overrides": resolve(config.study.overrides)
-                    if config.study.overrides is not None
-                    else paths.default_overrides_dir(store_url, base_dir),
-                }
-            ),
-            "store": config.store.model_copy(update={"url": store_url}),
-            "privacy": privacy,
-            "sites": sites,
-            "repository": config.repository.resolved(resolve),
-            "console": config.console.model_copy(
-                update={"session_secret_file": resolve(config.console.session_secret_file)}
-            ),
-        }
-    )
-
-
-def _resolve_source(source: Any, resolve: Any, mappings: Path) -> Any:
-    if isinstance(source, NdjsonSource):
-        return source.model_copy(update={"path": resolve(source.path)})
-    return source.resolved(resolve, mappings)
-
-
-def _resolve_sqlite_url(url: str, base_dir: Path) -> str:
-    """``sqlite:///state.db`` means next to the config file, not the cwd."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
-        return prefix + str(base_dir / url[len(prefix) :])
-    return url
-
-
-def _explain(label: str, exc: pydantic.ValidationError, raw: dict[str, Any]) -> str:
-    """Turn pydantic's errors into one line per problem: file, key, what is expected."""
-    lines = [f"{label}: invalid configuration"]
-    for err in exc.errors():
-        key = _toml_key(err["loc"], raw)
-        expected = _field_description(err["loc"])
-        kind = err["type"]
-        if kind == "missing":
-            problem = "is required but missing"
-        elif kind == "extra_forbidden":
-            problem = "is not a known setting (check the spelling against config.example.toml)"
-        elif kind == "union_tag_invalid":
-            ctx = err.get("ctx", {})
-            problem = f"kind {ctx.get('tag')!r} is not supported here; use one of {ctx.get('expected_tags')}"
-        else:
-            problem = err["msg"].removeprefix("Value error, ")
-        line = f"  - {key}: {problem}"
-        if expected and kind != "extra_forbidden":
-            line += f"; expected {expected}"
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def _toml_key(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
-    """Render a pydantic location as the key a person would look for in TOML.
-
-    ``('sites', 1, 'source', 'path')`` becomes ``[[sites]] #2 (id "x") source.path``.
-    Discriminator tags that pydantic inserts (``'ndjson'``) are dropped.
-    """
-    parts: list[str] = []
-    node: Any = raw
-    for item in loc:
-        if isinstance(item, int):
-            site_id = node[item].get("id") if isinstance(node, list) and item < len(node) else None
-            parts[-1] = f"[[{parts[-1]}]] #{item + 1}" + (f' (id "{site_id}")' if site_id else "")
-            node = node[item] if isinstance(node, list) and item < len(node) else None
-            continue
-        if isinstance(node, dict) and item not in node and item in _tagged_models():
-            continue  # discriminator tag, not a key the user wrote
-        parts.append(str(item))
-        node = node.get(item) if isinstance(node, dict) else None
-    if not parts:
-        return "(top level)"
-    head, *rest = parts
-    return head + ("" if not rest else (" " if head.startswith("[[") else ".") + ".".join(rest))
-
-
-def _field_description(loc: tuple[Any, ...]) -> str | None:
-    """Find the description of the field at ``loc`` by walking the models."""
-    model: Any = Config
-    description = None
-    for item in loc:
-        if isinstance(item, int) or not isinstance(item, str):
-            continue
-        fields = getattr(model, "model_fields", None)
-        if fields is None or item not in fields:
-            model = _tagged_models().get(item, model) if isinstance(item, str) else model
-            continue
-        field = fields[item]
-        description = field.description
-        model = _inner_model(field.annotation)
-    return description
-
-
-def _tagged_models() -> dict[str, Any]:
-    """Discriminator tags pydantic puts into error locations, and the model each one picks."""
-    return {
-        "ndjson": NdjsonSource,
-        **fhir_settings.TAGGED_MODELS,
-        **sink_settings.TAGGED_MODELS,
-    }
-
-
-def _inner_model(annotation: Any) -> Any:
-    for candidate in (annotation, *getattr(annotation, "__args__", ())):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-        inner = getattr(candidate, "__args__", ())
-        for sub in inner:
-            if isinstance(sub, type) and issubclass(sub, BaseModel):
-                return sub
-    return None
