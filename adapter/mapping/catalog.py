@@ -142,6 +142,10 @@ class Catalog:
     unit_spellings: dict[str, str]
     ignored_codes: dict[tuple[str, str], str]
     code_sources: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The short names of [systems] ("loinc" = "http://loinc.org"), which the
+    # catalog's and the fix files' "system|code" keys may use; a resource's own
+    # coding must name its system in full, so this is only for those keys.
+    short_names: dict[str, str] = field(default_factory=dict)
     # Answers already worked out, keyed by the source's exact spelling: a site
     # sends a few hundred distinct codings and unit spellings a million times,
     # so each is normalized and looked up once (see _remember for the bound).
@@ -152,6 +156,10 @@ class Catalog:
 
     def canonical_system(self, system: str | None) -> str:
         return canonical(system or "", self.system_aliases)
+
+    def key_system(self, system: str) -> str:
+        """The system of a "system|code" key as written in a mapping file (short name or URL)."""
+        return self.canonical_system(self.short_names.get(system, system))
 
     def concept_for(self, system: str | None, code: str | None) -> Concept | None:
         key = (system, code)
@@ -324,6 +332,7 @@ def load_catalog(mapping_dir: Path, site: str | None = None, overrides_dir: Path
         unit_spellings=unit_spellings,
         ignored_codes=ignored,
         code_sources=sources,
+        short_names=dict(systems),
     )
 
 

@@ -9,12 +9,16 @@ reads it last, over the mapping folder's ``sites/<site>.toml``.
 
 Edits keep the comments and layout a person wrote, replace the file in one
 step (a sync never reads half a mapping) and take a folder lock, so a
-console fix and a CLI ``map`` never interleave.
+console fix and a CLI ``map`` never interleave.  A fix's edit (``edit``)
+remembers the file as it was, so the caller can put it back when the new
+mapping turns out invalid or the re-map fails; what a fix means for the
+records and the audit log is ``adapter.reconciliation``'s business.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import os
 import re
@@ -26,6 +30,7 @@ from pathlib import Path
 import tomlkit
 
 from adapter import errors
+from adapter.mapping.catalog import Catalog
 
 TABLES = ("codes", "units", "ignored_codes")
 
@@ -71,6 +76,13 @@ def writability(path: Path) -> Writability:
         f"{folder} writable for {user} (e.g. `install -d -o {user} {folder}`) or set [study] overrides "
         "to a folder the service owns",
     )
+
+
+def refuse_unwritable(path: Path) -> None:
+    """Say where a fix would go and why it cannot, before anything is locked or changed."""
+    verdict = writability(path)
+    if not verdict.writable:
+        raise errors.ConfigError(f"cannot store the fix in {path}: {verdict.problem}")
 
 
 def _user_name() -> str:
@@ -125,6 +137,51 @@ def set_override(path: Path, table: str, key: str, value: str | None, *, note: s
         raise errors.MappingError(f"{path}: could not write [{table}] {key!r}; edit the file by hand")
     write_atomically(path, new_text)
     return None if before is None else str(before)
+
+
+def code_key(catalog: Catalog, code: str) -> tuple[str, str]:
+    """The catalog's key for a fix's ``system|code``: the system as the catalog names it.
+
+    A fix may name the system by its short name from ``[systems]``, as the
+    mapping files do, so the key is read the way the catalog reads those files.
+    """
+    system, _sep, value = code.partition("|")
+    return catalog.key_system(system), value
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One entry a fix changed, and the file as it was, so a failed fix can be put back."""
+
+    path: Path
+    before: str | None  # the entry's value before the edit
+    old_text: str | None  # the whole file before (None: there was no file)
+
+    def restore(self) -> None:
+        """Put the file back as it was before the edit."""
+        if self.old_text is None:
+            self.path.unlink(missing_ok=True)
+        else:
+            write_atomically(self.path, self.old_text)
+
+
+def edit(path: Path, table: str, key: str, value: str | None, *, author: str, on: dt.date) -> Edit:
+    """Set (``value=None``: remove) one entry for a fix by ``author``, noting who and when.
+
+    An ignored code's value is its reason already, and a removed line has
+    nothing to note, so only a new or changed mapping gets the comment.
+    The caller holds ``folder_lock`` and calls ``restore`` if the fix fails.
+    """
+    old_text = path.read_text(encoding="utf-8") if path.exists() else None
+    note = f"by {author}, {on:%Y-%m-%d}" if value is not None and table != "ignored_codes" else ""
+    try:
+        before = set_override(path, table, key, value, note=note)
+    except OSError as exc:
+        raise errors.ConfigError(
+            f"cannot store the fix in {path} ({exc.strerror or exc}); nothing was changed. "
+            "Make the file and its folder writable for the adapter's user, or set [study] overrides"
+        ) from exc
+    return Edit(path, before, old_text)
 
 
 def _new_override_text(site: str) -> str:

@@ -1,7 +1,8 @@
-"""adapter.reconciliation.fixes at the file level: override edits keep comments; bad fixes change nothing."""
+"""adapter.reconciliation at the file level: override edits keep comments; bad fixes change nothing."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import orjson
@@ -11,9 +12,9 @@ import sqlalchemy as sa
 from adapter import config as config_mod
 from adapter import errors
 from adapter.mapping import overrides
-from adapter.reconciliation import fixes
+from adapter.reconciliation import actions, fixes, undoing
 from adapter.service import job
-from adapter.store import db, models
+from adapter.store import db, locks, models
 
 from .conftest import CREATININE_CODE, fix_file
 
@@ -77,10 +78,10 @@ def test_fixes_that_cannot_work_are_refused_before_anything_is_written(
         lambda: fixes.map_unit(console_config, sessions, "demo-east", "  ", "mg/dL", actor="t"),
         lambda: fixes.ignore_code(console_config, sessions, "demo-east", CREATININE_CODE, " ", actor="t"),
         lambda: fixes.ignore_issue(sessions, "no|such|issue", "reason", actor="t"),
-        lambda: fixes.undo(console_config, sessions, 999_999, actor="t"),
+        lambda: undoing.undo(console_config, sessions, 999_999, actor="t"),
     ]
     for refusal in refusals:
-        with pytest.raises(fixes.FixRefused):
+        with pytest.raises(actions.FixRefused):
             refusal()
     with pytest.raises(errors.ConfigError):
         fixes.map_code(console_config, sessions, "no-such-site", CREATININE_CODE, "creatinine", actor="t")
@@ -111,6 +112,43 @@ def test_an_unwritable_fix_folder_is_a_config_error_that_names_it(
     sessions = db.open_store(config.store.url)
     with pytest.raises(errors.ConfigError, match=r"not-a-folder.*\[study\] overrides"):
         fixes.map_code(config, sessions, "demo-east", CREATININE_CODE, "creatinine", actor="t")
+    held = locks.try_acquire(sessions, "demo-east")  # the refusal left no lock behind
+    assert held is not None
+    with held:
+        pass
+
+
+def test_a_fix_names_a_central_code_by_its_short_system_name_and_is_refused(
+    console_config: config_mod.Config,
+) -> None:
+    """``loinc|1742-6`` is the catalog's own spelling of an ALT code: a site cannot remap it."""
+    sessions = db.open_store(console_config.store.url)
+    with pytest.raises(actions.FixRefused, match=r"central concepts\.toml"):
+        fixes.map_code(console_config, sessions, "demo-east", "loinc|1742-6", "creatinine", actor="t")
+    assert not fix_file(console_config).exists()
+
+
+def test_the_first_fix_after_an_upgrade_moves_the_old_fixes_and_does_not_hang(
+    console_config: config_mod.Config,
+) -> None:
+    """The move takes the fix folder's lock itself; a fix must not hold that lock around it."""
+    sessions = db.open_store(console_config.store.url)
+    old_file = str(console_config.study.mappings / "sites" / "demo-east.toml")
+    with sessions.begin() as session:
+        detail = {"site": "demo-east", "file": old_file, "table": "units", "key": "umol/l", "after": "umol/L"}
+        session.add(models.AuditEntry(actor="old", action=actions.MAP_UNIT, target="x", detail=detail))
+    done: list[actions.FixResult] = []
+    worker = threading.Thread(
+        target=lambda: done.append(
+            fixes.map_code(console_config, sessions, "demo-east", CREATININE_CODE, "creatinine", actor="t")
+        ),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout=120)
+    assert done, "the fix hung (or failed) while moving the old fixes"
+    moved = overrides.read_override(fix_file(console_config))
+    assert moved["units"] == {"umol/l": "umol/L"} and moved["codes"] == {CREATININE_CODE: "creatinine"}
 
 
 def test_fixes_made_in_the_old_place_move_into_the_site_fix_file_once(
@@ -123,12 +161,12 @@ def test_fixes_made_in_the_old_place_move_into_the_site_fix_file_once(
     ids: list[int] = []
     with sessions.begin() as session:
         for action, detail in [
-            (fixes.MAP_CODE, {"table": "codes", "key": CREATININE_CODE, "after": "creatinine"}),
-            (fixes.IGNORE_CODE, {"table": "ignored_codes", "key": undone_key, "after": "sodium"}),
-            (fixes.UNDO, {"table": "ignored_codes", "key": undone_key, "after": None}),
-            (fixes.MAP_UNIT, {"table": "units", "key": "umol/l", "after": "umol/L"}),
+            (actions.MAP_CODE, {"table": "codes", "key": CREATININE_CODE, "after": "creatinine"}),
+            (actions.IGNORE_CODE, {"table": "ignored_codes", "key": undone_key, "after": "sodium"}),
+            (actions.UNDO, {"table": "ignored_codes", "key": undone_key, "after": None}),
+            (actions.MAP_UNIT, {"table": "units", "key": "umol/l", "after": "umol/L"}),
         ]:
-            target = f"audit:{ids[-1]}" if action == fixes.UNDO else f"demo-east:{detail['key']}"
+            target = f"audit:{ids[-1]}" if action == actions.UNDO else f"demo-east:{detail['key']}"
             detail = {"site": "demo-east", "file": old_file, "before": None, **detail}
             entry = models.AuditEntry(actor="old", action=action, target=target, detail=detail)
             session.add(entry)
@@ -143,7 +181,7 @@ def test_fixes_made_in_the_old_place_move_into_the_site_fix_file_once(
     with sessions() as session:
         issue = session.get(models.IssueRow, f"demo-east|unknown_code|code:{CREATININE_CODE}")
         assert issue is not None and issue.status == "resolved"  # the moved fix took effect
-    fixes.undo(console_config, sessions, ids[0], actor="t")  # an old fix can still be undone
+    undoing.undo(console_config, sessions, ids[0], actor="t")  # an old fix can still be undone
     assert overrides.read_override(fix_file(console_config))["codes"] == {}
     job.run_once(console_config, [console_config.site("demo-east")], deliver=False)
     assert overrides.read_override(fix_file(console_config))["codes"] == {}  # moved once, never again
