@@ -5,7 +5,7 @@ damage: the ``# by <actor>, <date>`` comment a fix adds to the site's
 override file (a newline there writes extra lines into the file), log lines,
 the audit log and the CSV a monitor opens.  So every name is checked against
 one pattern before it is used: console user names (``trial-adapter users
-add``), ``--as`` on the command line, and again by ``adapter.reconciliation.fixes`` before
+add``), ``--as`` on the command line, and again by ``adapter.reconciliation`` before
 it writes a file (defence in depth).
 
 The check is a full match (``re.fullmatch``): ``re.match`` with ``$`` accepts

@@ -1,4 +1,4 @@
-"""What every command shares: options, config loading, error reporting.
+"""What every command shares: options, config loading, error reporting, who acts.
 
 Commands stay thin (smart-fetch style): parse, load, call the library,
 report.  Library errors become one red line and a stable exit code
@@ -18,8 +18,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from adapter import actors, errors
 from adapter import config as config_mod
-from adapter import errors
 
 # Wide enough for the summary tables when output goes to a file or a pipe
 # (rich would otherwise assume 80 columns and truncate the numbers); a
@@ -43,6 +43,7 @@ SiteOption = Annotated[
     str | None, typer.Option("--site", "-s", help="Only this site id (default: every [[sites]] entry).")
 ]
 DEFAULT_CONFIG = Path("trial-adapter.toml")
+ActorOption = Annotated[str | None, typer.Option("--as", help="Who is doing this, for the audit log.")]
 
 
 @contextlib.contextmanager
@@ -65,3 +66,18 @@ def load_config(path: Path) -> config_mod.Config:
 
 def selected_sites(config: config_mod.Config, site: str | None) -> list[config_mod.SiteConfig]:
     return [config.site(site)] if site else list(config.sites)
+
+
+def actor_name(given: str | None) -> str:
+    """Who is acting, for the audit log: ``--as``, else the operating-system user.
+
+    ``--as`` must follow the one rule for names (``adapter.actors``): it ends
+    up in the comment a fix writes into the site's override file, so a line
+    break in it would write lines of its own there.  Exit 2 otherwise.
+    """
+    if given is None:
+        return actors.operating_system_actor()
+    try:
+        return actors.check_actor(given)
+    except actors.BadName as exc:
+        errors.fatal(f"--as: {exc}", errors.EXIT_USAGE)

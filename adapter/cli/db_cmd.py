@@ -8,7 +8,7 @@ from sqlalchemy.orm import sessionmaker
 
 from adapter.cli import common
 from adapter.delivery import redelivery
-from adapter.store import db
+from adapter.store import db, schema
 
 app = typer.Typer(help="The state database: schema migrations.", no_args_is_help=True)
 
@@ -29,9 +29,9 @@ def upgrade(config_path: common.ConfigOption = common.DEFAULT_CONFIG) -> None:
     with common.reported_errors():
         config = common.load_config(config_path)
         engine = db.create_engine(config.store.url)
-        before, head = db.revisions(engine)
-        db.upgrade(engine)
-        after, _ = db.revisions(engine)
+        before, head = schema.revisions(engine)
+        schema.upgrade(engine)
+        after, _ = schema.revisions(engine)
         redelivery.note(config, sessionmaker(engine, expire_on_commit=False))
         engine.dispose()
         if before == after:
@@ -52,7 +52,7 @@ def current(config_path: common.ConfigOption = common.DEFAULT_CONFIG) -> None:
     with common.reported_errors():
         config = common.load_config(config_path)
         engine = db.create_engine(config.store.url)
-        revision, head = db.revisions(engine)
+        revision, head = schema.revisions(engine)
         engine.dispose()
         note = "up to date" if revision == head else "run `trial-adapter db upgrade`"
         common.console.print(

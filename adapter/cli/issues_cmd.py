@@ -1,4 +1,9 @@
-"""``trial-adapter issues``: the data manager's worklist on the command line."""
+"""``trial-adapter issues``: the data manager's worklist on the command line.
+
+``list`` finds issues with the console's own query
+(``adapter.reconciliation.issue_query``), so a site, kind or status filter
+picks the same issues in both.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from adapter import actors, errors
+from adapter import errors
 from adapter.cli import common
 from adapter.mapping.issues import GUIDANCE, IssueKind
-from adapter.reconciliation import fixes
+from adapter.reconciliation import fixes, issue_query
 from adapter.store import db, models
 
 app = typer.Typer(help="List, show and ignore mapping issues.", no_args_is_help=True)
@@ -34,17 +39,9 @@ def list_issues(
     with common.reported_errors():
         config = common.load_config(config_path)
         sessions = db.open_store(config.store.url)
-        query = sa.select(models.IssueRow).order_by(
-            models.IssueRow.site, models.IssueRow.kind, models.IssueRow.key
-        )
-        if site_id:
-            query = query.where(models.IssueRow.site == site_id)
-        if kind:
-            query = query.where(models.IssueRow.kind == kind)
-        if status != "all":
-            query = query.where(models.IssueRow.status == status)
+        filt = issue_query.IssueFilter(site=site_id or "", kind=kind or "", status=status)
         with sessions() as session:
-            rows = list(session.scalars(query.limit(limit)))
+            rows = issue_query.issue_rows(session, filt, order=issue_query.Order.BY_KEY, limit=limit)
         table = Table(title=f"Issues ({status})", title_justify="left")
         for column in ("key", "subject", "detail"):
             table.add_column(column, overflow="fold")
@@ -101,12 +98,15 @@ def ignore_issue(
         str, typer.Option("--reason", "-r", help="Why this needs no fix (kept in the audit log).")
     ],
     config_path: common.ConfigOption = common.DEFAULT_CONFIG,
-    actor: Annotated[str, typer.Option("--as", help="Who is ignoring it, for the audit log.")] = "cli",
+    actor: common.ActorOption = None,
 ) -> None:
-    """Mark an issue as needing no fix; the reason is required and audited."""
+    """Mark an issue as needing no fix; the reason is required and audited.
+
+    The audit names ``--as`` if given, else ``cli:<operating-system user>``,
+    as every other command that changes something does.
+    """
+    who = common.actor_name(actor)
     with common.reported_errors():
         config = common.load_config(config_path)
-        result = fixes.ignore_issue(
-            db.open_store(config.store.url), key, reason, actor=actors.check_actor(actor)
-        )
+        result = fixes.ignore_issue(db.open_store(config.store.url), key, reason, actor=who)
         common.console.print(result.summary, highlight=False)

@@ -6,8 +6,8 @@ next items, as JSON, without sending anything or reading any credential.
 ``push --resend`` first queues every current record the configured
 repository lacks (after ``[repository]`` changed, ``adapter.delivery.redelivery``).
 ``outbox`` shows the backlog: how much is owed, what keeps failing, since
-when.  Both are thin: ``adapter.delivery.outbox``, ``adapter.delivery.redelivery`` and
-``adapter.sinks`` do the work.
+when.  Both are thin: ``adapter.delivery.outbox``, ``adapter.delivery.redelivery``,
+``adapter.delivery.report`` and ``adapter.sinks`` do the work.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from rich.table import Table
 
 from adapter import errors
 from adapter.cli import common, report
-from adapter.cli.map_cmd import ActorOption, actor_name
 from adapter.delivery import redelivery
-from adapter.delivery.outbox import OutboxReport, due_deliveries, outbox_report
+from adapter.delivery.outbox import due_deliveries
+from adapter.delivery.report import OutboxReport, outbox_report
 from adapter.service import job
 from adapter.sinks import factory
 from adapter.store import db
@@ -65,7 +65,7 @@ def push(
             help="Also try items still waiting out their backoff after a failure (after fixing the cause).",
         ),
     ] = False,
-    actor: ActorOption = None,
+    actor: common.ActorOption = None,
 ) -> None:
     """Deliver the outbox to the trial repository now.
 
@@ -108,7 +108,7 @@ def push(
             return
         if resend:
             resent = redelivery.resend(
-                config, sessions, site=site_id, record_type=record_type, actor=actor_name(actor)
+                config, sessions, site=site_id, record_type=record_type, actor=common.actor_name(actor)
             )
             report.print_resent(resent)
         else:

@@ -1,4 +1,4 @@
-"""What the CLI prints after a pass, and the per-site check table."""
+"""What the CLI prints after a pass: the summary, held retractions, delivery trouble, a resend."""
 
 from __future__ import annotations
 
@@ -6,20 +6,14 @@ import datetime as dt
 
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import errors
 from adapter.cli.common import console, err_console
 from adapter.delivery import outbox, redelivery
-from adapter.fhir import capability, ndjson
-from adapter.fhir import settings as fhir_settings
-from adapter.mapping import discovery, overrides
 from adapter.service import job
 from adapter.sinks import factory
-from adapter.store import db, state
+from adapter.store import counts, db
 from adapter.store.models import utcnow
-from adapter.sync import SiteSetup
 
 
 def print_summary(config: config_mod.Config, result: job.JobResult) -> int:
@@ -45,14 +39,10 @@ def print_summary(config: config_mod.Config, result: job.JobResult) -> int:
 
     sessions = db.open_store(config.store.url)
     with sessions() as session:
-        records = state.record_counts(session)
-        issues = state.open_issue_counts(session)
-        backlog, _oldest = state.outbox_backlog(session)
-        subjects = session.execute(
-            state.sa.select(state.sa.func.count(state.sa.distinct(state.models.RecordRow.subject_id))).where(
-                state.models.RecordRow.retracted.is_(False)
-            )
-        ).scalar_one()
+        records = counts.record_counts(session)
+        issues = counts.open_issue_counts(session)
+        backlog = counts.outbox_backlog(session).pending
+        subjects = counts.current_subjects(session)
 
     record_table = Table(title=f"Protocol records ({subjects} subjects)", title_justify="left")
     record_table.add_column("record type")
@@ -168,133 +158,3 @@ def print_held_retractions(config: config_mod.Config, result: job.JobResult) -> 
             soft_wrap=True,
         )
     return bool(held)
-
-
-def print_check(config: config_mod.Config) -> list[int]:
-    """Check each site's files; print a table; return the exit codes of failures."""
-    table = Table(title="Check", title_justify="left")
-    table.add_column("site")
-    table.add_column("item")
-    table.add_column("result")
-    failures: list[int] = []
-    problems: list[str] = []
-    warnings: list[str] = []
-    sessions: sessionmaker[Session] | None = None
-    try:
-        sessions = db.open_store(config.store.url)
-        table.add_row("-", "state database", "[green]ok[/green]")
-    except errors.AdapterError as exc:
-        table.add_row("-", "state database", "[red]failed[/red]")
-        failures.append(exc.exit_code)
-        problems.append(f"state database: {exc}")
-    for site in config.sites:
-        setup: SiteSetup | None = None
-        try:
-            setup = SiteSetup.load(config, site)
-            table.add_row(
-                site.id,
-                "mappings, rules, roster, secret",
-                f"[green]ok[/green] (catalog {setup.catalog.version}, {len(setup.roster.entries)} on roster)",
-            )
-        except errors.AdapterError as exc:
-            table.add_row(site.id, "mappings, rules, roster, secret", "[red]failed[/red]")
-            failures.append(exc.exit_code)
-            problems.append(f"{site.id}: {exc}")
-        failures += _print_fix_file_check(table, config, site.id, problems)
-        if not isinstance(site.source, config_mod.NdjsonSource):
-            failures += _print_server_checks(table, site.id, site.source, problems, setup)
-            continue
-        try:
-            lines = ndjson.count_lines(site.source.path)
-            table.add_row(site.id, f"source {site.source.kind}", f"[green]ok[/green] ({lines} resources)")
-        except errors.AdapterError as exc:
-            table.add_row(site.id, f"source {site.source.kind}", "[red]failed[/red]")
-            failures.append(exc.exit_code)
-            problems.append(f"{site.id}: {exc}")
-    failures += _print_repository_checks(table, config, sessions, problems, warnings)
-    console.print(table)
-    for problem in problems:
-        console.print(f"[red]✗[/red] {escape(problem)}", highlight=False, soft_wrap=True)
-    for warning in warnings:
-        console.print(f"[yellow]![/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
-    return failures
-
-
-def _print_repository_checks(
-    table: Table,
-    config: config_mod.Config,
-    sessions: sessionmaker[Session] | None,
-    problems: list[str],
-    warnings: list[str],
-) -> list[int]:
-    """The trial repository: reachable, credentials taken, writable (the sink's ``probe``, which
-    writes nothing), and whether it lacks records an earlier repository got."""
-    item = f"repository {config.repository.kind}"
-    failures: list[int] = []
-    try:
-        probe = factory.make_sink(config.repository).probe()
-    except errors.AdapterError as exc:  # a token that cannot be read
-        table.add_row("-", item, "[red]failed[/red]")
-        problems.append(f"{item}: {exc}")
-        failures.append(exc.exit_code)
-    else:
-        if not probe.ok:
-            table.add_row("-", item, "[red]failed[/red]")
-            problems.append(f"{item}: {probe.detail}")
-            failures.append(errors.EXIT_DELIVERY)
-        else:
-            verdict = "[yellow]warning[/yellow]" if probe.warning else "[green]ok[/green]"
-            table.add_row("-", item, f"{verdict} ({escape(probe.detail)})")
-    if sessions is not None:
-        change = redelivery.change(config, sessions)
-        if change is None:
-            table.add_row("-", "records at the repository", "[green]ok[/green]")
-        else:
-            table.add_row(
-                "-", "records at the repository", f"[yellow]warning[/yellow] ({change.owed} missing)"
-            )
-            warnings.append(change.message(_config_hint(config)))
-    return failures
-
-
-def _print_fix_file_check(
-    table: Table, config: config_mod.Config, site_id: str, problems: list[str]
-) -> list[int]:
-    """Where the site's own mapping fixes live, and whether a fix could be stored there."""
-    path = overrides.path_for(config.overrides_dir(), site_id)
-    verdict = overrides.writability(path)
-    if not verdict.writable:
-        table.add_row(site_id, "mapping fix file", "[red]not writable[/red]")
-        problems.append(f"{site_id}: mapping fix file {path}: {verdict.problem}")
-        return [errors.EXIT_CONFIG]
-    entries = sum(len(values) for values in overrides.read_override(path).values()) if verdict.exists else 0
-    state = f"{entries} fix(es)" if verdict.exists else "created on the first fix"
-    table.add_row(site_id, "mapping fix file", f"[green]ok[/green] ({escape(str(path))}, writable; {state})")
-    return []
-
-
-def _print_server_checks(
-    table: Table,
-    site_id: str,
-    server: fhir_settings.FhirServerSettings,
-    problems: list[str],
-    setup: SiteSetup | None = None,
-) -> list[int]:
-    """Rows for a FHIR-server source (``adapter.fhir.capability``); the exit codes of red ones.
-
-    With the site's setup (roster and catalog loaded), a ``fhir-rest`` site also
-    gets the behaviour rows ("behaviour: ...", ``adapter.fhir.probe``); without
-    it they are left out, and the setup's own row says why.
-    """
-    failures = []
-    roster = setup.roster if setup is not None else None
-    wanted = discovery.source_wanted(setup.catalog) if setup is not None else None
-    for row in capability.check_server(site_id, server, roster=roster, wanted=wanted):
-        if row.ok:
-            verdict = "[yellow]warning[/yellow]" if row.warning else "[green]ok[/green]"
-            table.add_row(site_id, row.item, f"{verdict} ({escape(row.detail)})")
-        else:
-            table.add_row(site_id, row.item, "[red]failed[/red]")
-            failures.append(errors.EXIT_SOURCE)
-            problems.append(f"{site_id}: {row.item}: {row.detail}")
-    return failures

@@ -8,7 +8,6 @@ import typer
 from rich.markup import escape
 
 from adapter.cli import common
-from adapter.cli.map_cmd import ActorOption, actor_name
 from adapter.store import db
 from adapter.sync import MAPPED_TYPES, retraction_guard
 
@@ -28,7 +27,7 @@ def accept_retraction(
         str, typer.Option("--reason", "-r", help="How you know the site really deleted them (audited).")
     ],
     config_path: common.ConfigOption = common.DEFAULT_CONFIG,
-    actor: ActorOption = None,
+    actor: common.ActorOption = None,
 ) -> None:
     """Accept that a site really deleted the resources a sync held back, so the next sync retracts them.
 
@@ -45,7 +44,8 @@ def accept_retraction(
         config = common.load_config(config_path)
         config.site(site)
         sessions = db.open_store(config.store.url)
-        accepted = retraction_guard.accept(sessions, site, resource_type, reason, actor=actor_name(actor))
+        actor_name = common.actor_name(actor)
+        accepted = retraction_guard.accept(sessions, site, resource_type, reason, actor=actor_name)
     common.console.print(
         f"Accepted: the next sync of {escape(site)} retracts up to {accepted.max_count} "
         f"{escape(resource_type)} resource(s) the source no longer lists. "

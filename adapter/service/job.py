@@ -21,7 +21,7 @@ from adapter import config as config_mod
 from adapter import errors
 from adapter.delivery import outbox, redelivery
 from adapter.fhir.validation import Mode
-from adapter.reconciliation import fixes
+from adapter.reconciliation import legacy
 from adapter.sinks import factory, identity
 from adapter.store import db, locks, models
 from adapter.store.models import utcnow
@@ -50,7 +50,7 @@ def carry_over_fixes(config: config_mod.Config, sessions: sessionmaker[Session],
     being read meanwhile.
     """
     try:
-        return fixes.migrate_legacy_overrides(config, sessions, site_id) > 0
+        return legacy.migrate_legacy_overrides(config, sessions, site_id) > 0
     except (errors.AdapterError, OSError) as exc:
         log.warning("site mapping fixes could not be moved", extra={"site": site_id, "error": str(exc)})
         return False

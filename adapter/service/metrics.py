@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.delivery.outbox import DrainSummary
-from adapter.store import models, state
+from adapter.store import counts, models
 from adapter.sync import SyncSummary, retraction_guard
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ class StoreCollector(Collector):
             pending.add_metric([site], by_site.get(site, 0))
         yield pending
 
-        _count, oldest = state.outbox_backlog(session)
+        oldest = counts.outbox_backlog(session).oldest
         age = GaugeMetricFamily(
             f"{PREFIX}_outbox_oldest_age_seconds", "Age of the oldest undelivered outbox item (0 when empty)."
         )

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
 from adapter.service import scheduler
-from adapter.store import locks, models
+from adapter.store import counts, locks, models, runs
 from adapter.store.models import utcnow
 
 
@@ -83,17 +83,13 @@ def snapshot(sessions: sessionmaker[Session], config: config_mod.Config) -> Snap
     upcoming = planned if service_running else {}
     with sessions() as session:
         successes = last_successes(session)
-        sites = [_site_status(session, engine, site.id, upcoming, successes) for site in config.sites]
-        pending, oldest = session.execute(
-            sa.select(sa.func.count(), sa.func.min(models.OutboxItem.created_at)).where(
-                models.OutboxItem.delivered_at.is_(None)
-            )
-        ).one()
+        sites = [_site_status(session, site.id, upcoming, successes) for site in config.sites]
+        backlog = counts.outbox_backlog(session)
     return Snapshot(
         generated_at=utcnow(),
         sites=sites,
-        outbox_pending=int(pending),
-        outbox_oldest=oldest,
+        outbox_pending=backlog.pending,
+        outbox_oldest=backlog.oldest,
         next_delivery=upcoming.get(scheduler.DELIVERY_JOB),
         service_running=service_running,
         schedule_known=bool(planned),
@@ -102,7 +98,6 @@ def snapshot(sessions: sessionmaker[Session], config: config_mod.Config) -> Snap
 
 def _site_status(
     session: Session,
-    engine: sa.Engine,
     site: str,
     upcoming: dict[str, dt.datetime],
     successes: dict[str, dt.datetime],
@@ -118,24 +113,14 @@ def _site_status(
         .where(models.SyncCursor.site == site)
         .order_by(models.SyncCursor.resource_type)
     )
-    pending, oldest = session.execute(
-        sa.select(sa.func.count(), sa.func.min(models.OutboxItem.created_at)).where(
-            models.OutboxItem.site == site, models.OutboxItem.delivered_at.is_(None)
-        )
-    ).one()
-    issues = session.execute(
-        sa.select(models.IssueRow.kind, sa.func.count())
-        .where(models.IssueRow.site == site, models.IssueRow.status == "open")
-        .group_by(models.IssueRow.kind)
-        .order_by(models.IssueRow.kind)
-    ).all()
+    backlog = counts.outbox_backlog(session, site)
     status = SiteStatus(
         site=site,
-        last_run=_run_info(last, _shown_outcome(session, engine, last)) if last is not None else None,
+        last_run=_run_info(last, runs.shown_outcome(session, last)) if last is not None else None,
         last_success_at=successes.get(site),
-        outbox_pending=int(pending),
-        outbox_oldest=oldest,
-        open_issues=dict(issues),
+        outbox_pending=backlog.pending,
+        outbox_oldest=backlog.oldest,
+        open_issues=dict(sorted(counts.open_issue_counts(session, site).items())),
         next_sync=upcoming.get(scheduler.sync_job_id(site)),
         next_sweep=upcoming.get(scheduler.sweep_job_id(site)),
     )
@@ -144,20 +129,6 @@ def _site_status(
         if cursor.resume is not None:
             status.resume_pending.append(cursor.resource_type)
     return status
-
-
-def _shown_outcome(session: Session, engine: sa.Engine, run: models.SyncRun) -> str:
-    """The run's outcome; ``interrupted`` for one marked running whose process is gone.
-
-    A pass holds its site's lock from before its row is written until after
-    it is closed.  So when nobody alive holds the lock, the row is read again:
-    still ``running`` means its process died (kill -9, power cut); anything
-    else means it finished between the two reads.
-    """
-    if run.outcome != "running" or locks.held_by_live_holder(engine, run.site):
-        return run.outcome
-    now = session.scalar(sa.select(models.SyncRun.outcome).where(models.SyncRun.id == run.id))
-    return "interrupted" if now in (None, "running") else now
 
 
 def _run_info(run: models.SyncRun, outcome: str) -> RunInfo:

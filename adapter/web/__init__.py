@@ -3,5 +3,5 @@
 docs/design.md §7.  Pages are plain HTML forms (no JavaScript build, no client
 framework) so they work in any hospital browser and behind strict proxies;
 every change goes through the same library functions the CLI uses
-(``adapter.reconciliation.fixes``), and every page type has its own module in ``views/``.
+(``adapter.reconciliation``), and every page type has its own module in ``views/``.
 """

@@ -34,7 +34,7 @@ from adapter import privacy
 from adapter.store import db
 from adapter.web import auth, context, csrf, render, sessions, views
 from adapter.web.auth import Forbidden, LoginRequired, Operator
-from adapter.web.issue_query import IssueTokens
+from adapter.web.issue_tokens import IssueTokens
 from adapter.web.sessions import COOKIE_NAME, ConsoleSession, SessionCodec, load_or_create_secret
 from adapter.web.throttle import LoginThrottle
 

@@ -14,7 +14,7 @@ from fastapi import Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter.web.issue_query import IssueTokens
+from adapter.web.issue_tokens import IssueTokens
 from adapter.web.sessions import SessionCodec
 from adapter.web.throttle import LoginThrottle
 
@@ -35,6 +35,6 @@ def of(request: Request) -> Console:
 
 
 def db(request: Request) -> Iterator[Session]:
-    """A read session for one request (writes go through ``adapter.reconciliation.fixes``)."""
+    """A read session for one request (writes go through ``adapter.reconciliation``)."""
     with of(request).sessions() as session:
         yield session

@@ -16,7 +16,7 @@ from typing import Annotated
 
 from fastapi import Path, Query, Request
 
-from adapter.web import issue_query
+from adapter.reconciliation import issue_query
 
 MAX_PAGE = 1_000_000  # pages of 100 rows: a hundred million issues or audit entries
 MAX_ID = 2**31 - 1  # PostgreSQL's INTEGER, the type of the audit log's ids

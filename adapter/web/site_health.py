@@ -11,22 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from adapter.net import credentials
 from adapter.reconciliation import coverage as coverage_mod
-from adapter.store import models
-
-
-@dataclass
-class Backlog:
-    pending: int = 0
-    failing: int = 0
-    oldest: dt.datetime | None = None
-    delivered: int = 0
-    last_error: str | None = None
+from adapter.store import counts, models
+from adapter.store import runs as runs_mod
 
 
 @dataclass
@@ -35,9 +28,13 @@ class SiteHealth:
     coverage: coverage_mod.Coverage
     runs: list[models.SyncRun] = field(default_factory=list)
     cursors: list[models.SyncCursor] = field(default_factory=list)
-    backlog: Backlog = field(default_factory=Backlog)
+    backlog: counts.Backlog = field(default_factory=counts.Backlog)
     open_by_kind: Counter[str] = field(default_factory=Counter)
     issue_spans: list[tuple[dt.datetime, dt.datetime | None]] = field(default_factory=list)
+    outcomes: dict[int, str] = field(default_factory=dict)  # run id -> outcome as shown (adapter.store.runs)
+
+    def outcome(self, run: models.SyncRun) -> str:
+        return self.outcomes.get(run.id, run.outcome)
 
     @property
     def last_run(self) -> models.SyncRun | None:
@@ -64,6 +61,7 @@ def site_health(session: Session, site: str, *, runs: int = 10) -> SiteHealth:
             .limit(runs)
         )
     )
+    health.outcomes = {run.id: runs_mod.shown_outcome(session, run) for run in health.runs}
     health.cursors = list(
         session.scalars(
             sa.select(models.SyncCursor)
@@ -71,16 +69,9 @@ def site_health(session: Session, site: str, *, runs: int = 10) -> SiteHealth:
             .order_by(models.SyncCursor.resource_type)
         )
     )
-    health.backlog = _backlog(session, site)
-    health.open_by_kind = Counter(
-        dict(
-            session.execute(
-                sa.select(models.IssueRow.kind, sa.func.count())
-                .where(models.IssueRow.site == site, models.IssueRow.status == "open")
-                .group_by(models.IssueRow.kind)
-            ).all()
-        )
-    )
+    backlog = counts.outbox_backlog(session, site)
+    health.backlog = replace(backlog, last_error=credentials.redacted(backlog.last_error or "") or None)
+    health.open_by_kind = Counter(counts.open_issue_counts(session, site))
     health.issue_spans = [
         (first, closed)
         for first, closed in session.execute(
@@ -90,24 +81,3 @@ def site_health(session: Session, site: str, *, runs: int = 10) -> SiteHealth:
         )
     ]
     return health
-
-
-def _backlog(session: Session, site: str) -> Backlog:
-    pending = models.OutboxItem.delivered_at.is_(None)
-    row = session.execute(
-        sa.select(
-            sa.func.count().filter(pending),
-            sa.func.count().filter(pending, models.OutboxItem.attempts > 0),
-            sa.func.min(models.OutboxItem.created_at).filter(pending),
-            sa.func.count().filter(models.OutboxItem.delivered_at.is_not(None)),
-        ).where(models.OutboxItem.site == site)
-    ).one()
-    last_error = session.scalar(
-        sa.select(models.OutboxItem.last_error)
-        .where(models.OutboxItem.site == site, pending, models.OutboxItem.last_error.is_not(None))
-        .order_by(models.OutboxItem.id.desc())
-        .limit(1)
-    )
-    return Backlog(
-        pending=int(row[0]), failing=int(row[1]), oldest=row[2], delivered=int(row[3]), last_error=last_error
-    )

@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from adapter import errors
+from adapter import actors, errors
+from adapter import config as config_mod
 from adapter.cli import main
+from adapter.store import db, models
 
 from support import write_test_secret
 
@@ -69,14 +72,28 @@ path = "repo"
     shown = runner.invoke(main.app, ["issues", "show", key, "-c", str(config)])
     assert "raised by" in shown.output and "Observation/" in shown.output
     assert "what usually resolves it: Map the code" in " ".join(shown.output.split())
+    bad_actor = runner.invoke(
+        main.app, ["issues", "ignore", key, "-c", str(config), "-r", "x", "--as", "a\nb"]
+    )
+    assert isinstance(bad_actor.exception, errors.FatalExit)
+    assert bad_actor.exit_code == errors.EXIT_USAGE and "--as:" in bad_actor.exception.message
     ignored = runner.invoke(
         main.app, ["issues", "ignore", key, "-c", str(config), "--reason", "sodium: not needed"]
     )
     assert ignored.exit_code == 0
+    assert _actors_of(config, "issue.ignore") == [actors.operating_system_actor()]
     listed = runner.invoke(main.app, ["issues", "list", "-c", str(config), "--kind", "unknown_code"])
     assert "0099" not in listed.output
     missing = runner.invoke(main.app, ["issues", "show", "nope", "-c", str(config)])
     assert missing.exit_code == 2 and "no issue with key" in missing.output
+
+
+def _actors_of(config_path: Path, action_prefix: str) -> list[str]:
+    """Who the audit log names for the actions starting with ``action_prefix``."""
+    session_factory = db.open_store(config_mod.load_config(config_path).store.url)
+    with session_factory() as session:
+        entries = session.scalars(sa.select(models.AuditEntry)).all()
+        return [e.actor for e in entries if e.action.startswith(action_prefix)]
 
 
 def test_check_reports_a_missing_source_folder(tmp_path: Path) -> None:

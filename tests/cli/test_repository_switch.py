@@ -28,7 +28,7 @@ from adapter import errors, paths
 from adapter.cli import main
 from adapter.service import job
 from adapter.sinks import identity
-from adapter.store import db, models
+from adapter.store import db, models, schema
 
 from fhirserver import FhirServerFactory, fhir_server_factory  # noqa: F401
 from support import write_test_secret
@@ -224,7 +224,7 @@ def test_deliveries_from_before_the_upgrade_belong_to_the_repository_configured_
     url = config_mod.load_config(config).store.url
     engine = db.create_engine(url)
     alembic_config = AlembicConfig()
-    alembic_config.set_main_option("script_location", str(db.MIGRATIONS_DIR))
+    alembic_config.set_main_option("script_location", str(schema.MIGRATIONS_DIR))
     with engine.begin() as connection:
         alembic_config.attributes["connection"] = connection
         alembic.command.upgrade(alembic_config, "0005")

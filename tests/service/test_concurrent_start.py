@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from adapter.store import db, models
+from adapter.store import db, models, schema
 
 import pgserver
 
@@ -82,7 +82,7 @@ def _failures(results: list[subprocess.CompletedProcess[str]]) -> list[str]:
 
 def _assert_schema(url: str) -> None:
     engine = db.create_engine(url)
-    current, head = db.revisions(engine)
+    current, head = schema.revisions(engine)
     assert current == head
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), models.Base.metadata) == []
@@ -98,7 +98,7 @@ def test_processes_starting_together_on_a_fresh_sqlite_file_all_succeed(tmp_path
         failed = _failures(_open_together(url, path.parent.parent))
         assert failed == [], f"round {round_}: {len(failed)} of {PROCESSES} failed: {failed[0]}"
         _assert_schema(url)
-        lock_file = path.parent / (path.name + db.SQLITE_MIGRATION_LOCK_SUFFIX)
+        lock_file = path.parent / (path.name + schema.SQLITE_MIGRATION_LOCK_SUFFIX)
         assert stat.S_IMODE(lock_file.stat().st_mode) == 0o600
 
 

@@ -14,7 +14,7 @@ from adapter import config as config_mod
 from adapter import errors
 from adapter.fhir import http as fhir_http
 from adapter.service import health, job, metrics, status
-from adapter.store import db, state
+from adapter.store import counts, db
 from adapter.sync import SyncSummary
 
 from support import TEST_SECRET
@@ -111,11 +111,11 @@ def test_store_gauges_agree_with_the_database(demo_run: DemoRun) -> None:
     values = gauges(metrics.StoreCollector(sessions, [site.id for site in config.sites]))
     with sessions() as session:
         for site in config.sites:
-            for kind, count in state.open_issue_counts(session, site.id).items():
+            for kind, count in counts.open_issue_counts(session, site.id).items():
                 assert values[("trial_adapter_open_issues", (("kind", kind), ("site", site.id)))] == count
             assert values[("trial_adapter_outbox_pending", (("site", site.id),))] == 0
             assert values[("trial_adapter_last_success_timestamp_seconds", (("site", site.id),))] > 0
-            for record_type, count in state.record_counts(session, site.id).items():
+            for record_type, count in counts.record_counts(session, site.id).items():
                 key = ("trial_adapter_records_current", (("record_type", record_type), ("site", site.id)))
                 assert values[key] == count
     assert values[("trial_adapter_store_up", ())] == 1

@@ -28,6 +28,7 @@ from adapter import config as config_mod
 from adapter.cli.main import main
 from adapter.service import scheduler, status
 from adapter.store import db, locks, models
+from adapter.web import site_health
 
 TRIAL_ADAPTER = str(Path(sys.executable).parent / "trial-adapter")
 MakeConfig = Callable[[str], config_mod.Config]
@@ -44,6 +45,14 @@ time.sleep(120)
 
 def _shown(sessions: sessionmaker[Session], config: config_mod.Config, site: str) -> status.SiteStatus:
     return next(s for s in status.snapshot(sessions, config).sites if s.site == site)
+
+
+def _console_shows(sessions: sessionmaker[Session], site: str) -> str:
+    """The last run's outcome as the console's site page shows it."""
+    with sessions() as session:
+        health = site_health.site_health(session, site)
+        assert health.last_run is not None
+        return health.outcome(health.last_run)
 
 
 def _hold(url: str, name: str) -> subprocess.Popen[str]:
@@ -81,11 +90,13 @@ def test_a_running_pass_whose_holder_was_killed_shows_as_interrupted(
             session.add(models.SyncRun(site=site, outcome="running"))
         run = _shown(sessions, config, site).last_run
         assert run is not None and run.outcome == "running", "a live holder's pass is running"
+        assert _console_shows(sessions, site) == "running"
     finally:
         _kill(holder)
     assert _eventually(
         lambda: getattr(_shown(sessions, config, site).last_run, "outcome", "") == "interrupted"
     )
+    assert _console_shows(sessions, site) == "interrupted", "the site page agrees with status"
     with sessions() as session:
         stored = session.scalar(sa.select(models.SyncRun.outcome))
     assert stored == "running", "status only reads; the next pass of the site closes the row"

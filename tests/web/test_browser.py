@@ -26,6 +26,7 @@ from playwright.sync_api import Page, expect
 from adapter.web.app import create_app
 
 from .conftest import PASSWORD, sandbox_config
+from debian import apt_install
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -42,8 +43,10 @@ DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 def ensure_chromium() -> str:
     """Debian's chromium, installed with apt-get if this machine lacks it (CI is fresh)."""
-    if Path(CHROMIUM).exists():
-        return CHROMIUM
+    output = apt_install("chromium", installed=Path(CHROMIUM).exists)
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"could not install Debian's chromium: {output}")
+    return CHROMIUM
     if shutil.which("apt-get") is None:
         pytest.fail("chromium is missing and apt-get is not available to install it")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}

@@ -18,7 +18,7 @@ from adapter import actors, errors
 from adapter import config as config_mod
 from adapter.cli import main
 from adapter.mapping import overrides
-from adapter.reconciliation import fixes
+from adapter.reconciliation import actions, fixes, undoing
 from adapter.store import db, models
 from adapter.web import accounts
 
@@ -71,7 +71,7 @@ def test_map_as_with_a_newline_writes_nothing(console_config: config_mod.Config,
     assert "--as" in result.output
     assert text_or_none(fix_file(console_config)) == before
     with db.open_store(console_config.store.url)() as session:
-        query = sa.select(models.AuditEntry).where(models.AuditEntry.action == fixes.MAP_CODE)
+        query = sa.select(models.AuditEntry).where(models.AuditEntry.action == actions.MAP_CODE)
         assert session.scalar(query) is None
 
     done = runner.invoke(main.app, [*command, "--as", "dana"])
@@ -102,12 +102,12 @@ def test_fixes_refuse_a_bad_actor_before_writing(console_config: config_mod.Conf
     """Defence in depth: whoever calls the library, a bad actor never reaches the file or the audit."""
     sessions = db.open_store(console_config.store.url)
     before = text_or_none(fix_file(console_config))
-    with pytest.raises(fixes.FixRefused, match="not a valid name"):
+    with pytest.raises(actions.FixRefused, match="not a valid name"):
         fixes.map_code(console_config, sessions, "demo-east", CREATININE_CODE, "creatinine", actor=INJECTED)
-    with pytest.raises(fixes.FixRefused, match="not a valid name"):
+    with pytest.raises(actions.FixRefused, match="not a valid name"):
         fixes.ignore_issue(sessions, SODIUM_ISSUE, "reason", actor="a\nb")
-    with pytest.raises(fixes.FixRefused, match="not a valid name"):
-        fixes.undo(console_config, sessions, 1, actor="a\rb")
+    with pytest.raises(actions.FixRefused, match="not a valid name"):
+        undoing.undo(console_config, sessions, 1, actor="a\rb")
     assert text_or_none(fix_file(console_config)) == before
     with sessions() as session:
         assert session.get(models.IssueRow, SODIUM_ISSUE).status == "open"  # type: ignore[union-attr]

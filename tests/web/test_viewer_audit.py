@@ -31,7 +31,7 @@ from adapter.demo import site as demo_site
 from adapter.service import job
 from adapter.store import db, models
 from adapter.web.app import create_app
-from adapter.web.issue_query import IssueTokens
+from adapter.web.issue_tokens import IssueTokens
 from adapter.web.sessions import load_or_create_secret
 from adapter.web.throttle import LoginThrottle
 

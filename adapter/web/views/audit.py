@@ -17,7 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from adapter import errors
-from adapter.reconciliation import fixes
+from adapter.reconciliation import actions, undoing
 from adapter.store import models
 from adapter.web import context, params, render
 from adapter.web.auth import AnyUser, Fixer, Forbidden, Operator
@@ -98,8 +98,8 @@ def undo(
     db.rollback()
     console = context.of(request)
     try:
-        result = fixes.undo(console.config, console.sessions, entry_id, actor=user.username)
-    except (fixes.FixRefused, errors.MappingError, errors.ConfigError) as exc:
+        result = undoing.undo(console.config, console.sessions, entry_id, actor=user.username)
+    except (actions.FixRefused, errors.MappingError, errors.ConfigError) as exc:
         db.expire_all()
         return _render_entry(request, db, user, _entry(db, entry_id), error=str(exc), status_code=409)
     return RedirectResponse(f"/audit/{result.audit_id}", status_code=303)
@@ -107,7 +107,7 @@ def undo(
 
 def may_undo(user: Operator, entry: models.AuditEntry) -> bool:
     return (
-        entry.action in fixes.UNDOABLE
+        entry.action in actions.UNDOABLE
         and user.can_fix
         and (user.role.is_admin or entry.actor == user.username)
     )
@@ -126,7 +126,7 @@ def _undone(db: Session, ids: list[int]) -> dict[int, int]:
         return {}
     rows = db.execute(
         sa.select(models.AuditEntry.id, models.AuditEntry.target).where(
-            models.AuditEntry.action == fixes.UNDO,
+            models.AuditEntry.action == actions.UNDO,
             models.AuditEntry.target.in_([f"audit:{i}" for i in ids]),
         )
     )
@@ -144,7 +144,7 @@ def _render_entry(
 ) -> Response:
     console = context.of(request)
     detail = dict(entry.detail or {})
-    issue_key = detail.get("issue") or (entry.target if entry.action == fixes.IGNORE_ISSUE else None)
+    issue_key = detail.get("issue") or (entry.target if entry.action == actions.IGNORE_ISSUE else None)
     return render.page(
         request,
         "audit_entry.html",
@@ -154,7 +154,7 @@ def _render_entry(
         nav="audit",
         entry=entry,
         detail=detail,
-        undone_by=fixes.undone_by(db, entry.id),
+        undone_by=undoing.undone_by(db, entry.id),
         can_undo=may_undo(user, entry),
         issue_token=console.tokens.token(issue_key) if issue_key else None,
         resolved=[(key, console.tokens.token(key)) for key in detail.get("issues_resolved", [])],

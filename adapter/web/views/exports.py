@@ -15,7 +15,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from adapter.web import context, csv_export, issue_query, params, render, subject_story
+from adapter.reconciliation import issue_query
+from adapter.web import context, csv_export, params, render, subject_story
 from adapter.web.auth import AnyUser
 from adapter.web.views.audit import audit_query
 
@@ -31,7 +32,7 @@ def issues_csv(
     db: Annotated[Session, Depends(context.db)],
     filt: Annotated[issue_query.IssueFilter, Depends(params.issue_filter)],
 ) -> Response:
-    items, _total = issue_query.find_issues(db, filt, context.of(request).tokens, limit=None)
+    items, _total = issue_query.find_issues(db, filt, context.of(request).tokens.token, limit=None)
     mask = render.masker(request, user)
     header = (
         "site",

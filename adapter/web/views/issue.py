@@ -25,9 +25,9 @@ from adapter.mapping import catalog as catalog_mod
 from adapter.mapping import overrides
 from adapter.mapping.facts import KINDS_FOR_RESOURCE_TYPE
 from adapter.mapping.issues import GUIDANCE, IssueKind
-from adapter.reconciliation import fixes
+from adapter.reconciliation import actions, fixes, issue_query
 from adapter.store import models
-from adapter.web import context, issue_query, render
+from adapter.web import context, render
 from adapter.web.auth import AnyUser, Fixer, Operator
 
 router = APIRouter()
@@ -107,7 +107,7 @@ class _OverrideFix(Protocol):
         *,
         actor: str,
         issue_key: str | None = None,
-    ) -> fixes.FixResult: ...
+    ) -> actions.FixResult: ...
 
 
 def _run_override(
@@ -134,13 +134,13 @@ def _run(
     db: Session,
     user: Operator,
     issue: models.IssueRow,
-    fix: Callable[[context.Console], fixes.FixResult],
+    fix: Callable[[context.Console], actions.FixResult],
 ) -> Response:
     """Apply a fix; on success show its audit entry, else the issue page with the reason."""
     db.rollback()  # end this request's read snapshot before the fix writes
     try:
         result = fix(context.of(request))
-    except (fixes.FixRefused, errors.MappingError, errors.ConfigError) as exc:
+    except (actions.FixRefused, errors.MappingError, errors.ConfigError) as exc:
         db.expire_all()
         return _render(request, db, user, issue, error=str(exc), status_code=409)
     return RedirectResponse(f"/audit/{result.audit_id}", status_code=303)

@@ -14,10 +14,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from adapter.web import context, issue_query, params, render
+from adapter.reconciliation import issue_query
+from adapter.web import context, params, render
 from adapter.web.auth import AnyUser
 
 router = APIRouter()
+AGE_CHOICES = (0, 1, 7, 30)  # the age filter's choices, in days
 
 
 @router.get("/")
@@ -31,7 +33,7 @@ def worklist(
     items, total = issue_query.find_issues(
         db,
         filt,
-        context.of(request).tokens,
+        context.of(request).tokens.token,
         limit=issue_query.PAGE_SIZE,
         offset=(page - 1) * issue_query.PAGE_SIZE,
     )
@@ -49,5 +51,5 @@ def worklist(
         kinds=issue_query.kind_counts(db, filt),
         facets=issue_query.facets(db),
         statuses=issue_query.STATUSES,
-        ages=issue_query.AGE_CHOICES,
+        ages=AGE_CHOICES,
     )

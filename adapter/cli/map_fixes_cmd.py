@@ -1,6 +1,6 @@
 """``trial-adapter map``: the console's one-step fixes on the command line.
 
-Each subcommand calls the same ``adapter.reconciliation.fixes`` function as the console:
+Each subcommand calls the same ``adapter.reconciliation`` function as the console:
 write the site override, re-map the stored resources, resolve what the fix
 resolves, audit it, and report how many protocol records changed.
 ``--deliver`` (default) then drains the outbox, like ``remap``.
@@ -15,10 +15,9 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter import actors, errors
 from adapter import config as config_mod
 from adapter.cli import common
-from adapter.reconciliation import fixes
+from adapter.reconciliation import actions, fixes, undoing
 from adapter.service import job
 from adapter.store import db
 
@@ -26,31 +25,14 @@ app = typer.Typer(help="Fix mapping issues: map codes and units, ignore codes, u
 
 SiteArgument = Annotated[str, typer.Option("--site", "-s", help="The site whose override file to change.")]
 DeliverOption = Annotated[bool, typer.Option("--deliver/--no-deliver", help="Drain the outbox afterwards.")]
-ActorOption = Annotated[str | None, typer.Option("--as", help="Who is doing this, for the audit log.")]
 
-
-def actor_name(given: str | None) -> str:
-    """Who is acting, for the audit log: ``--as``, else the operating-system user.
-
-    ``--as`` must follow the one rule for names (``adapter.actors``): it ends
-    up in the comment a fix writes into the site's override file, so a line
-    break in it would write lines of its own there.  Exit 2 otherwise.
-    """
-    if given is None:
-        return actors.operating_system_actor()
-    try:
-        return actors.check_actor(given)
-    except actors.BadName as exc:
-        errors.fatal(f"--as: {exc}", errors.EXIT_USAGE)
-
-
-Fix = Callable[[config_mod.Config, sessionmaker[Session]], fixes.FixResult]
+Fix = Callable[[config_mod.Config, sessionmaker[Session]], actions.FixResult]
 
 
 def _run_fix(config_path: Path, deliver: bool, fix: Fix) -> None:
     """Load the config, open the store, apply ``fix`` and report it.
 
-    Each subcommand only says which ``adapter.reconciliation.fixes`` call to make, so all
+    Each subcommand only says which ``adapter.reconciliation`` call to make, so all
     four report, deliver and turn errors into exit codes the same way.
     """
     with common.reported_errors():
@@ -60,7 +42,7 @@ def _run_fix(config_path: Path, deliver: bool, fix: Fix) -> None:
 
 
 def _report(
-    config: config_mod.Config, sessions: sessionmaker[Session], result: fixes.FixResult, deliver: bool
+    config: config_mod.Config, sessions: sessionmaker[Session], result: actions.FixResult, deliver: bool
 ) -> None:
     common.console.print(result.summary, highlight=False, soft_wrap=True)
     if result.file:
@@ -90,14 +72,14 @@ def map_code(
     site: SiteArgument,
     config_path: common.ConfigOption = common.DEFAULT_CONFIG,
     deliver: DeliverOption = True,
-    actor: ActorOption = None,
+    actor: common.ActorOption = None,
 ) -> None:
     """Map a site's local code to a catalog concept, re-map, and report."""
     _run_fix(
         config_path,
         deliver,
         lambda config, sessions: fixes.map_code(
-            config, sessions, site, code, concept, actor=actor_name(actor)
+            config, sessions, site, code, concept, actor=common.actor_name(actor)
         ),
     )
 
@@ -109,14 +91,14 @@ def map_unit(
     site: SiteArgument,
     config_path: common.ConfigOption = common.DEFAULT_CONFIG,
     deliver: DeliverOption = True,
-    actor: ActorOption = None,
+    actor: common.ActorOption = None,
 ) -> None:
     """Read a site's unit spelling as a UCUM unit, re-map, and report."""
     _run_fix(
         config_path,
         deliver,
         lambda config, sessions: fixes.map_unit(
-            config, sessions, site, spelling, ucum, actor=actor_name(actor)
+            config, sessions, site, spelling, ucum, actor=common.actor_name(actor)
         ),
     )
 
@@ -128,14 +110,14 @@ def ignore_code(
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why it is not a protocol concept.")],
     config_path: common.ConfigOption = common.DEFAULT_CONFIG,
     deliver: DeliverOption = True,
-    actor: ActorOption = None,
+    actor: common.ActorOption = None,
 ) -> None:
     """List a local code under [ignored_codes] (not a protocol concept), re-map, and report."""
     _run_fix(
         config_path,
         deliver,
         lambda config, sessions: fixes.ignore_code(
-            config, sessions, site, code, reason, actor=actor_name(actor)
+            config, sessions, site, code, reason, actor=common.actor_name(actor)
         ),
     )
 
@@ -145,11 +127,11 @@ def undo(
     audit_id: Annotated[int, typer.Argument(help="The audit entry to reverse.")],
     config_path: common.ConfigOption = common.DEFAULT_CONFIG,
     deliver: DeliverOption = True,
-    actor: ActorOption = None,
+    actor: common.ActorOption = None,
 ) -> None:
     """Reverse a mapping fix or an ignored issue, by its audit entry."""
     _run_fix(
         config_path,
         deliver,
-        lambda config, sessions: fixes.undo(config, sessions, audit_id, actor=actor_name(actor)),
+        lambda config, sessions: undoing.undo(config, sessions, audit_id, actor=common.actor_name(actor)),
     )
