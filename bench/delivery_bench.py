@@ -5,7 +5,7 @@
     python -m bench.delivery_bench --records 20000 --fhir-records 0   # no FHIR server
 
 Records are the demo's real (pseudonymized) protocol records, cloned under
-new subject and record ids, enqueued through ``state.reconcile_records``
+new subject and record ids, enqueued through ``records.reconcile_records``
 exactly as a sync does.  Measured, each from a fresh state:
 
 - file ceiling: the same payloads written straight to one NDJSON file per
@@ -47,7 +47,7 @@ from adapter.sinks import settings
 from adapter.sinks.base import Delivery
 from adapter.sinks.fhir import FHIR_JSON, FhirSink
 from adapter.sinks.file import FileSink
-from adapter.store import db, models, state
+from adapter.store import db, models, records
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "data" / "demo" / "expected"
@@ -96,7 +96,7 @@ def enqueue(url: str, count: int) -> tuple[Any, float]:
 def _enqueue_many(sessions: Any, subjects: list[tuple[str, dict[str, dict[str, Any]]]]) -> None:
     with sessions.begin() as session:
         for subject_id, payloads in subjects:
-            state.reconcile_records(session, "bench", subject_id, payloads)
+            records.reconcile_records(session, "bench", subject_id, payloads)
 
 
 def file_ceiling(folder: Path, count: int) -> float:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import psycopg
 
+from debian import apt_install
+
 PREFERRED_VERSION = "15"
 # Any password works with trust authentication; a recognizable one lets tests
 # check that it never reaches a log line or a message.
@@ -45,18 +47,11 @@ def _find_bin_dir() -> Path | None:
 
 def _install() -> None:
     """``apt-get install postgresql`` (fresh CI machine, as root)."""
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+    output = apt_install("postgresql", installed=lambda: _find_bin_dir() is not None)
+    if _find_bin_dir() is None:
         raise RuntimeError(
-            "PostgreSQL server binaries not found; install them: apt-get install -y postgresql"
+            f"PostgreSQL server binaries not found; install them: apt-get install -y postgresql. {output}"
         )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-q"], check=False, env=env, capture_output=True)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
 
 
 def _free_port() -> int:

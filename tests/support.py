@@ -7,11 +7,14 @@ last.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from adapter import config as config_mod
 from adapter import paths
@@ -37,6 +40,43 @@ def write_test_secret(path: Path) -> Path:
     path.write_text(TEST_SECRET)
     path.chmod(0o600)
     return path
+
+
+def demo_sandbox(tmp_path: Path, *, own_mappings: bool = False) -> config_mod.Config:
+    """A demo config over its own copy of the demo data (and mappings), safe to edit.
+
+    Tests that change an export, a roster or an override file use this so the
+    bundled files stay untouched; ``tmp_path/work`` holds the state and the
+    repository, ``tmp_path/data`` the site folders, ``tmp_path/mappings`` the
+    mappings when ``own_mappings`` is set.
+    """
+    data, work = tmp_path / "data", tmp_path / "work"
+    shutil.copytree(paths.demo_data_dir(), data)
+    work.mkdir()
+    write_test_secret(work / "site-secret.key")
+    config = site.demo_config(work, data_dir=data)
+    if not own_mappings:
+        return config
+    mappings = tmp_path / "mappings"
+    shutil.copytree(paths.default_mappings_dir(), mappings)
+    return config.model_copy(update={"study": config.study.model_copy(update={"mappings": mappings})})
+
+
+def write_smart_key_pair(folder: Path) -> tuple[Path, Path]:
+    """A fresh RSA key pair for SMART Backend Services: (private PKCS#8 PEM, public PEM)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private, public = folder / "adapter.pem", folder / "adapter.pub.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
 
 
 def minimal_config(**overrides: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,19 +14,18 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
-from adapter import paths
 from adapter.delivery import outbox
-from adapter.demo import site as demo_site
+from adapter.delivery.report import outbox_report
 from adapter.service import job
 from adapter.sinks import factory as sink_factory
 from adapter.sinks import settings as sink_settings
 from adapter.sinks.base import Delivery, DeliveryResult, PlannedRequest
 from adapter.sinks.file import FileSink
-from adapter.store import db, models, state
+from adapter.store import counts, db, models, records
 from adapter.sync import SiteSetup, remap_site
 
 from golden import repository_records
-from support import write_test_secret
+from support import demo_sandbox
 
 CREATININE_LOCAL = '"http://hospital-east.example/fhir/lis|0045" = "creatinine"'
 
@@ -55,9 +53,9 @@ class FlakySink:
 def test_outage_then_recovery_delivers_everything_once_in_order(tmp_path: object) -> None:
     sessions = db.open_store(f"sqlite:///{tmp_path}/state.db")
     with sessions.begin() as session:
-        state.reconcile_records(session, "s", "S-1", {"a": {"record_type": "Transplant", "v": 1}})
-        state.reconcile_records(session, "s", "S-1", {"a": {"record_type": "Transplant", "v": 2}})
-        state.reconcile_records(session, "s", "S-1", {})  # retraction
+        records.reconcile_records(session, "s", "S-1", {"a": {"record_type": "Transplant", "v": 1}})
+        records.reconcile_records(session, "s", "S-1", {"a": {"record_type": "Transplant", "v": 2}})
+        records.reconcile_records(session, "s", "S-1", {})  # retraction
     sink = FlakySink()
     clock = [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)]
     for _ in range(5):  # an hour-long outage: every attempt fails
@@ -91,10 +89,10 @@ def test_unchanged_records_enqueue_nothing(tmp_path: object) -> None:
     sessions = db.open_store(f"sqlite:///{tmp_path}/state.db")
     payload = {"a": {"record_type": "Transplant", "v": 1}}
     with sessions.begin() as session:
-        assert state.reconcile_records(session, "s", "S-1", payload) == (1, 0)
-        assert state.reconcile_records(session, "s", "S-1", payload) == (0, 0)
-        assert state.reconcile_records(session, "s", "S-1", {}) == (0, 1)
-        assert state.reconcile_records(session, "s", "S-1", {}) == (0, 0)
+        assert records.reconcile_records(session, "s", "S-1", payload) == (1, 0)
+        assert records.reconcile_records(session, "s", "S-1", payload) == (0, 0)
+        assert records.reconcile_records(session, "s", "S-1", {}) == (0, 1)
+        assert records.reconcile_records(session, "s", "S-1", {}) == (0, 0)
 
 
 # ----------------------------------------------------------------- edges of "exactly once in effect"
@@ -165,7 +163,7 @@ def enqueue_history(sessions: sessionmaker[Session], subjects: int = 4, versions
     for version in range(1, versions + 1):
         with sessions.begin() as session:
             for n in range(subjects):
-                state.reconcile_records(
+                records.reconcile_records(
                     session,
                     "s",
                     f"S-{n}",
@@ -176,7 +174,7 @@ def enqueue_history(sessions: sessionmaker[Session], subjects: int = 4, versions
                 )
     with sessions.begin() as session:
         for n in range(subjects):
-            state.reconcile_records(
+            records.reconcile_records(
                 session,
                 "s",
                 f"S-{n}",
@@ -199,7 +197,8 @@ def test_crash_between_delivery_and_acknowledgement_redelivers_harmlessly(tmp_pa
     with pytest.raises(SystemExit):
         outbox.drain(sessions, CrashAfterDelivering(FileSink(repository)))
     with sessions() as session:
-        assert state.outbox_backlog(session)[0] == len(outbox_order(sessions)), "nothing was acknowledged"
+        waiting = counts.outbox_backlog(session).pending
+    assert waiting == len(outbox_order(sessions)), "nothing was acknowledged"
     assert outbox.drain(sessions, FileSink(repository)).delivered == len(outbox_order(sessions))
     for name in ("Transplant.ndjson", "MrdResult.ndjson"):
         assert (repository / name).read_bytes() == (reference / name).read_bytes()
@@ -256,13 +255,8 @@ def test_retractions_reach_the_sink_with_the_record_they_withdraw(tmp_path: Path
 
 
 def test_a_changed_mapping_goes_out_as_upserts_and_retractions(tmp_path: Path) -> None:
-    data, mappings, work = tmp_path / "data", tmp_path / "mappings", tmp_path / "work"
-    shutil.copytree(paths.demo_data_dir(), data)
-    shutil.copytree(paths.default_mappings_dir(), mappings)
-    work.mkdir()
-    write_test_secret(work / "site-secret.key")
-    config = demo_site.demo_config(work, data_dir=data)
-    config = config.model_copy(update={"study": config.study.model_copy(update={"mappings": mappings})})
+    config = demo_sandbox(tmp_path, own_mappings=True)
+    mappings = tmp_path / "mappings"
     job.run_once(config, config.sites)
     before = {r["record_id"]: r for records in repository_records(config).values() for r in records}
 
@@ -311,7 +305,7 @@ def test_outbox_report_and_dry_run_selection(tmp_path: Path) -> None:
     sink = FlakySink()
     outbox.drain(sessions, sink, now=lambda: clock)
     with sessions() as session:
-        report = outbox.outbox_report(session)
+        report = outbox_report(session)
     assert report.pending == 6 and report.failing == 6 and report.delivered == 0
     assert report.pending_by_type == {"Transplant": {"upsert": 2}, "MrdResult": {"upsert": 2, "retract": 2}}
     assert report.failures[0].last_error == "503 Service Unavailable" and report.failures[0].attempts == 1
@@ -335,7 +329,7 @@ def test_a_stopped_drain_leaves_the_rest_queued_and_the_next_sends_each_once(tmp
     assert summary.delivered == 6, "stopped between batches, after the second"
     assert summary.waiting == len(expected) - 6
     with sessions() as session:
-        assert state.outbox_backlog(session)[0] == len(expected) - 6
+        assert counts.outbox_backlog(session).pending == len(expected) - 6
 
     again = outbox.drain(sessions, sink, batch_size=3)
     assert not again.interrupted and again.delivered == len(expected) - 6
@@ -376,7 +370,7 @@ def test_a_stop_during_an_http_batch_ends_it_between_requests(
     assert summary.interrupted and summary.delivered == 3
     assert sent() == expected[:3], "one batch of all items, ended after the third request"
     with sessions() as session:
-        assert state.outbox_backlog(session)[0] == len(expected) - 3
+        assert counts.outbox_backlog(session).pending == len(expected) - 3
         assert not session.scalars(
             sa.select(models.OutboxItem).where(
                 models.OutboxItem.delivered_at.is_(None), models.OutboxItem.attempts > 0
@@ -392,7 +386,7 @@ def test_the_delivery_job_hands_the_stop_check_to_the_drain(fresh_demo: config_m
     job.run_once(fresh_demo, fresh_demo.sites, deliver=False)
     sessions = db.open_store(fresh_demo.store.url)
     with sessions() as session:
-        queued = state.outbox_backlog(session)[0]
+        queued = counts.outbox_backlog(session).pending
     stopped = job.deliver_outbox(fresh_demo, sessions, should_stop=lambda: True)  # SIGTERM already came
     assert stopped is not None and stopped.interrupted and stopped.delivered == 0
     assert stopped.waiting == queued

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import shutil
 from pathlib import Path
 
 import orjson
@@ -21,7 +20,7 @@ from adapter.service import job
 from adapter.store import db, models
 
 from golden import golden_issues, golden_records, issue_list, repository_records
-from support import crash_mid_sync_then_resume, phi_strings, prepare_demo_workdir
+from support import crash_mid_sync_then_resume, demo_sandbox, phi_strings, prepare_demo_workdir
 
 
 def test_repository_matches_golden_records(demo_run: tuple[config_mod.Config, job.JobResult]) -> None:
@@ -119,14 +118,8 @@ def test_crash_mid_sync_resumes_without_loss_or_duplicates(
 
 
 def test_entered_in_error_transplant_retracts_what_it_fed(tmp_path: Path) -> None:
+    config = demo_sandbox(tmp_path)
     data = tmp_path / "data"
-    shutil.copytree(paths.demo_data_dir(), data)
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    (workdir / "site-secret.key").write_text("x" * 32)
-    from adapter.demo import site as demo_site
-
-    config = demo_site.demo_config(workdir, data_dir=data)
     job.run_once(config, config.sites)
     before = repository_records(config)
     subject = before["Transplant.ndjson"][0]["subject_id"]

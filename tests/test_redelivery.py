@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.delivery import outbox
 from adapter.sinks.file import FileSink
-from adapter.store import db, models, repositories, state
+from adapter.store import db, models, records, repositories
 
 OLD, NEW = "a" * 64, "b" * 64
 
@@ -25,7 +25,7 @@ def owed_ids(sessions: sessionmaker[Session], fingerprint: str) -> list[str]:
 
 
 def record(record_id: str, version: int, **extra: object) -> dict[str, dict[str, object]]:
-    """One Transplant record as the sync hands it to ``state.reconcile_records``."""
+    """One Transplant record as the sync hands it to ``records.reconcile_records``."""
     payload = {
         "record_id": record_id,
         "record_type": "Transplant",
@@ -45,14 +45,14 @@ def test_owed_is_what_the_repository_lacks_of_the_current_records(tmp_path: Path
     with sessions.begin() as session:
         repositories.note(session, OLD, "file", "/old")
         for record_id in ("a", "b", "c"):
-            state.reconcile_records(session, "s", f"S-{record_id}", record(record_id, 1))
+            records.reconcile_records(session, "s", f"S-{record_id}", record(record_id, 1))
     outbox.drain(sessions, FileSink(tmp_path / "old"), repository=OLD)
     with sessions.begin() as session:
-        state.reconcile_records(session, "s", "S-b", {})  # b retracted
-        state.reconcile_records(session, "s", "S-c", record("c", 2))  # c changed
+        records.reconcile_records(session, "s", "S-b", {})  # b retracted
+        records.reconcile_records(session, "s", "S-c", record("c", 2))  # c changed
     outbox.drain(sessions, FileSink(tmp_path / "old"), repository=OLD)
     with sessions.begin() as session:
-        state.reconcile_records(session, "s", "S-d", record("d", 1))  # d new, still pending
+        records.reconcile_records(session, "s", "S-d", record("d", 1))  # d new, still pending
     assert owed_ids(sessions, OLD) == [], "everything current is there or on its way"
 
     with sessions.begin() as session:
@@ -69,7 +69,7 @@ def test_owed_is_what_the_repository_lacks_of_the_current_records(tmp_path: Path
     # and so does a change made while the new one is configured.
     assert owed_ids(sessions, OLD) == ["d"]
     with sessions.begin() as session:
-        state.reconcile_records(session, "s", "S-a", record("a", 3))
+        records.reconcile_records(session, "s", "S-a", record("a", 3))
     outbox.drain(sessions, FileSink(tmp_path / "new"), repository=NEW)
     assert owed_ids(sessions, OLD) == ["a", "d"]
 
@@ -79,7 +79,7 @@ def test_an_old_style_hash_with_the_same_content_is_not_owed(tmp_path: Path) -> 
     sessions = store(tmp_path)
     with sessions.begin() as session:
         repositories.note(session, OLD, "file", "/old")
-        state.reconcile_records(session, "s", "S-r", record("r", 1, catalog_version="x"))
+        records.reconcile_records(session, "s", "S-r", record("r", 1, catalog_version="x"))
     outbox.drain(sessions, FileSink(tmp_path / "old"), repository=OLD)
     with sessions.begin() as session:
         session.execute(sa.update(models.OutboxItem).values(content_hash="an-old-full-content-hash"))
@@ -92,7 +92,7 @@ def test_an_old_style_hash_with_the_same_content_is_not_owed(tmp_path: Path) -> 
 def test_the_first_repository_noted_takes_over_unattributed_deliveries_once(tmp_path: Path) -> None:
     sessions = store(tmp_path)
     with sessions.begin() as session:
-        state.reconcile_records(session, "s", "S-r", record("r", 1))
+        records.reconcile_records(session, "s", "S-r", record("r", 1))
     outbox.drain(sessions, FileSink(tmp_path / "old"))  # no repository recorded, as before 0006
     assert owed_ids(sessions, OLD) == [], "unattributed history counts as the configured repository's"
     with sessions.begin() as session:

@@ -6,7 +6,6 @@ mapping folder, so fixes are written to a throwaway override file.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import orjson
@@ -14,15 +13,13 @@ import pytest
 import sqlalchemy as sa
 
 from adapter import config as config_mod
-from adapter import paths
-from adapter.demo import site as demo_site
 from adapter.reconciliation import coverage
 from adapter.service import job
 from adapter.store import db, models
 from adapter.sync import SiteSetup, remap_site
 
 from golden import issue_list, repository_records
-from support import write_test_secret
+from support import demo_sandbox
 
 SODIUM = "demo-east|unknown_code|code:http://hospital-east.example/fhir/lis|0099"
 CREATININE_LOCAL = '"http://hospital-east.example/fhir/lis|0045" = "creatinine"'
@@ -31,13 +28,7 @@ CREATININE_LOCAL = '"http://hospital-east.example/fhir/lis|0045" = "creatinine"'
 @pytest.fixture
 def sandbox(tmp_path: Path) -> config_mod.Config:
     """A demo config with its own copies of the data and the mappings."""
-    data, mappings, work = tmp_path / "data", tmp_path / "mappings", tmp_path / "work"
-    shutil.copytree(paths.demo_data_dir(), data)
-    shutil.copytree(paths.default_mappings_dir(), mappings)
-    work.mkdir()
-    write_test_secret(work / "site-secret.key")
-    config = demo_site.demo_config(work, data_dir=data)
-    return config.model_copy(update={"study": config.study.model_copy(update={"mappings": mappings})})
+    return demo_sandbox(tmp_path, own_mappings=True)
 
 
 def east(config: config_mod.Config) -> SiteSetup:
@@ -131,7 +122,7 @@ def test_crash_between_ingest_and_derive_heals(
 
 
 def test_a_fix_is_refused_while_the_site_is_syncing(sandbox: config_mod.Config) -> None:
-    from adapter.reconciliation import fixes
+    from adapter.reconciliation import actions, fixes
     from adapter.store import locks
 
     job.run_once(sandbox, sandbox.sites)
@@ -140,7 +131,7 @@ def test_a_fix_is_refused_while_the_site_is_syncing(sandbox: config_mod.Config) 
     before = override.read_text()
     held = locks.try_acquire(sessions, "demo-east")
     assert held is not None
-    with held, pytest.raises(fixes.FixRefused, match="being synced"):
+    with held, pytest.raises(actions.FixRefused, match="being synced"):
         fixes.map_code(
             sandbox, sessions, "demo-east", "http://hospital-east.example/fhir/lis|0099", "wbc", actor="t"
         )

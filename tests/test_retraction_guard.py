@@ -6,7 +6,6 @@ removes or thins out an export file the way a failed export job would.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, generate_latest
 from typer.testing import CliRunner
 
-from adapter import errors, paths
+from adapter import errors
 from adapter.cli import main
 from adapter.demo import site as demo_site
 from adapter.service import metrics
@@ -22,7 +21,7 @@ from adapter.store import db, models
 from adapter.sync import retraction_guard
 
 from golden import repository_records
-from support import write_test_secret
+from support import demo_sandbox
 
 runner = CliRunner()
 HELD_KEY = "demo-east|retraction_held|retire:MedicationAdministration"
@@ -31,12 +30,8 @@ HELD_KEY = "demo-east|retraction_held|retire:MedicationAdministration"
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Path:
     """A demo config file over a copy of the demo data, synced once; returns the config path."""
-    data, work = tmp_path / "data", tmp_path / "work"
-    shutil.copytree(paths.demo_data_dir(), data)
-    work.mkdir()
-    write_test_secret(work / "site-secret.key")
-    demo_site.demo_config(work, data_dir=data)
-    config = work / demo_site.CONFIG_NAME
+    demo_sandbox(tmp_path)
+    config = tmp_path / "work" / demo_site.CONFIG_NAME
     assert sync(config).exit_code == 0
     return config
 

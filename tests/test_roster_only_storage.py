@@ -12,7 +12,6 @@ mapped and delivered.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,18 +24,15 @@ import sqlalchemy as sa
 from alembic.config import Config as AlembicConfig
 
 from adapter import config as config_mod
-from adapter import paths
-from adapter.demo import site as demo_site
 from adapter.fhir import bulk_source, http
 from adapter.fhir import settings as fhir_settings
-from adapter.fhir.ndjson import BadLine, SourceLine
-from adapter.fhir.source import Page
+from adapter.fhir.source import BadLine, Page, SourceLine
 from adapter.service import job
-from adapter.store import db, models
+from adapter.store import db, models, schema
 from adapter.sync import NOT_KEPT, SiteSetup, sync_site
 
 from golden import issue_list, repository_records
-from support import write_test_secret
+from support import demo_sandbox, write_test_secret
 
 MRN = "urn:test:mrn"
 BASE = "https://ehr.example.org/fhir"
@@ -127,11 +123,7 @@ def telltales(folder: Path, patient_ref: str) -> set[str]:
 @pytest.fixture
 def sandbox(tmp_path: Path) -> config_mod.Config:
     """The demo config with its own copy of the site folders (rosters may change)."""
-    data, work = tmp_path / "data", tmp_path / "work"
-    shutil.copytree(paths.demo_data_dir(), data)
-    work.mkdir()
-    write_test_secret(work / "site-secret.key")
-    return demo_site.demo_config(work, data_dir=data)
+    return demo_sandbox(tmp_path)
 
 
 def enrol(config: config_mod.Config, site: str, patient_ref: str, subject_id: str) -> None:
@@ -227,10 +219,10 @@ def test_an_upgraded_state_loses_the_bodies_it_kept_before(sandbox: config_mod.C
             ).all()
         )
         alembic_config = AlembicConfig()
-        alembic_config.set_main_option("script_location", str(db.MIGRATIONS_DIR))
+        alembic_config.set_main_option("script_location", str(schema.MIGRATIONS_DIR))
         alembic_config.attributes["connection"] = connection
         alembic.command.downgrade(alembic_config, "0007")
-    db.upgrade(engine)
+    schema.upgrade(engine)
     with engine.begin() as connection:
         after = connection.execute(
             sa.select(

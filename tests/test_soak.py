@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from adapter.service import job
-from adapter.store import db, models
+from adapter.store import db, models, schema
 
 from support import prepare_demo_workdir
 
@@ -118,6 +118,6 @@ def test_beyond_the_limit_the_least_recently_opened_engine_is_disposed(tmp_path:
 
 
 def test_postgresql_engines_still_check_connections_before_use(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(db, "upgrade", lambda engine: None)  # no server here: only the engine's options
+    monkeypatch.setattr(schema, "upgrade", lambda engine: None)  # no server here: only the engine's options
     sessions = db._SharedStores().open("postgresql://adapter@127.0.0.1:1/adapter")
     assert sessions.kw["bind"].pool._pre_ping is True

@@ -35,8 +35,6 @@ import orjson
 import pytest
 import sqlalchemy as sa
 import tomlkit
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from adapter import config as config_mod
 from adapter import errors, paths
@@ -49,7 +47,7 @@ import faultproxy
 from faultproxy import TOKEN, Fault, FaultPlan, FaultProxy, Rule
 from fhirserver import FhirServer, FhirServerFactory, fhir_server_factory  # noqa: F401
 from golden import issue_list, repository_records
-from support import phi_strings, write_test_secret
+from support import phi_strings, write_smart_key_pair, write_test_secret
 
 pytestmark = pytest.mark.slow  # seconds each: real processes or servers (README: fast local run)
 
@@ -99,19 +97,7 @@ def site(
 ) -> Iterator[FaultySite]:
     """demo-north in a SMART-protected server that knows the proxy's URL as its own."""
     keys = tmp_path_factory.mktemp("fault-keys")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = keys / "adapter.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    public = keys / "adapter.pub.pem"
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    private, public = write_smart_key_pair(keys)
     proxy = FaultProxy()
     server = fhir_server_factory(
         server_auth={
