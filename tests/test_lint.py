@@ -26,3 +26,11 @@ def test_ruff_is_clean() -> None:
 def test_mypy_is_clean() -> None:
     result = run(str(BIN / "mypy"), "adapter")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_runs_exactly_the_readme_test_command_with_the_coverage_gate() -> None:
+    """`.ci/run` and the README must not drift apart: a fresh machine runs what CI runs."""
+    ci_command = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    readme = (ROOT / "README.md").read_text()
+    assert f"\n{ci_command}\n" in readme
+    assert "--cov-fail-under=" in ci_command and "-n " in ci_command
