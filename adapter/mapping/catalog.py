@@ -33,6 +33,7 @@ from adapter.mapping.facts import ConceptKind
 M = TypeVar("M", bound=BaseModel)
 
 CONCEPTS_FILE = "concepts.toml"
+SYNONYMS_FILE = "synonyms.toml"  # read by adapter.mapping.suggest; hashed into the version here
 SITES_DIR = "sites"
 
 
@@ -146,6 +147,8 @@ class Catalog:
     # catalog's and the fix files' "system|code" keys may use; a resource's own
     # coding must name its system in full, so this is only for those keys.
     short_names: dict[str, str] = field(default_factory=dict)
+    # The mapping folder the catalog was read from (its synonym table lives there).
+    mapping_dir: Path | None = None
     # Answers already worked out, keyed by the source's exact spelling: a site
     # sends a few hundred distinct codings and unit spellings a million times,
     # so each is normalized and looked up once (see _remember for the bound).
@@ -153,9 +156,16 @@ class Catalog:
         default_factory=dict, init=False, repr=False, compare=False
     )
     _ucum_by_spelling: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # Display text -> whether it looks like a protocol concept (adapter.mapping.triage).
+    triage_memo: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def canonical_system(self, system: str | None) -> str:
         return canonical(system or "", self.system_aliases)
+
+    @functools.cached_property
+    def standard_systems(self) -> frozenset[str]:
+        """The standard code systems the catalog names in [systems] (LOINC, SNOMED CT, …), canonical."""
+        return frozenset(self.canonical_system(url) for url in self.short_names.values())
 
     def key_system(self, system: str) -> str:
         """The system of a "system|code" key as written in a mapping file (short name or URL)."""
@@ -204,12 +214,12 @@ class Catalog:
         ]
 
 
-_MEMO_LIMIT = 10_000  # distinct spellings remembered per catalog: a hostile source cannot grow it further
+MEMO_LIMIT = 10_000  # distinct spellings remembered per catalog: a hostile source cannot grow it further
 
 
 def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
-    """Keep an answer for next time, up to ``_MEMO_LIMIT`` of them."""
-    if len(memo) < _MEMO_LIMIT:
+    """Keep an answer for next time, up to ``MEMO_LIMIT`` of them."""
+    if len(memo) < MEMO_LIMIT:
         memo[key] = value
 
 
@@ -229,6 +239,9 @@ def load_catalog(mapping_dir: Path, site: str | None = None, overrides_dir: Path
     systems = central.systems
 
     digest = hashlib.sha256(central_text.encode())
+    synonyms_path = mapping_dir / SYNONYMS_FILE
+    if synonyms_path.exists():  # it decides which unknown standard codes are issues (adapter.mapping.triage)
+        digest.update(b"\0synonyms\0" + synonyms_path.read_bytes())
     concepts: dict[str, Concept] = {}
     codes: dict[tuple[str, str], str] = {}
     sources: dict[tuple[str, str], str] = {}
@@ -333,6 +346,7 @@ def load_catalog(mapping_dir: Path, site: str | None = None, overrides_dir: Path
         ignored_codes=ignored,
         code_sources=sources,
         short_names=dict(systems),
+        mapping_dir=mapping_dir,
     )
 
 

@@ -5,7 +5,8 @@ source is told what to search for by ``source_wanted``: the codes the
 catalog maps to Observation concepts, in every spelling of their code
 systems.  ``trial-adapter discover`` reads a site without that filter
 (``adapter.fhir.discover`` counts the codes and units it sends), and
-``judge`` sorts what it found into mapped, ignored and unmapped, the
+``judge`` sorts what it found into mapped, ignored, outside the protocol
+(standard codes the trial does not use, ``triage``) and unmapped, the
 unmapped first: those are what a data manager writes mapping fixes for
 (docs/sources.md).
 """
@@ -17,12 +18,13 @@ from typing import TYPE_CHECKING
 
 from adapter.fhir.wanted import Wanted
 from adapter.mapping import catalog as catalog_mod
+from adapter.mapping import triage
 from adapter.mapping.facts import KINDS_FOR_RESOURCE_TYPE
 
 if TYPE_CHECKING:
     from adapter.fhir.discover import CodeCount, Discovery
 
-STATUS_ORDER = {"unmapped": 0, "ignored": 1, "mapped": 2}
+STATUS_ORDER = {"unmapped": 0, "outside": 1, "ignored": 2, "mapped": 3}
 
 
 def source_wanted(catalog: catalog_mod.Catalog) -> Wanted:
@@ -55,7 +57,7 @@ class CodeUse:
     display: str
     unit: str
     count: int
-    status: str  # "mapped" | "ignored" | "unmapped"
+    status: str  # "mapped" | "ignored" | "outside" | "unmapped"
     concept: str | None
 
 
@@ -74,7 +76,7 @@ class SiteCodes:
 
 
 def judge(found: Discovery, catalog: catalog_mod.Catalog) -> SiteCodes:
-    """What the catalog makes of each code a site sends: mapped (to which concept), ignored or unmapped."""
+    """What the catalog makes of each code: mapped (to which concept), ignored, outside or unmapped."""
     codes = [_judged(use, catalog) for use in found.codes]
     codes.sort(key=lambda c: (STATUS_ORDER[c.status], c.resource_type, -c.count, c.system, c.code, c.unit))
     return SiteCodes(found.site, found.patients_found, found.resources_read, codes)
@@ -83,7 +85,14 @@ def judge(found: Discovery, catalog: catalog_mod.Catalog) -> SiteCodes:
 def _judged(use: CodeCount, catalog: catalog_mod.Catalog) -> CodeUse:
     concept = catalog.concept_for(use.system, use.code) if use.code else None
     ignored = concept is None and catalog.is_ignored(use.system, use.code)
-    status = "mapped" if concept else ("ignored" if ignored else "unmapped")
+    if concept:
+        status = "mapped"
+    elif ignored:
+        status = "ignored"
+    elif use.code and triage.outside_protocol(catalog, [use], None) is not None:
+        status = "outside"
+    else:
+        status = "unmapped"
     return CodeUse(
         use.resource_type,
         use.system,

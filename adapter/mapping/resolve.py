@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from adapter.mapping import catalog as catalog_mod
-from adapter.mapping.context import SiteContext, Stop, issue
+from adapter.mapping import triage
+from adapter.mapping.context import Outside, SiteContext, Stop, issue
 from adapter.mapping.facts import KINDS_FOR_RESOURCE_TYPE
 from adapter.mapping.issues import IssueKind
 
@@ -68,7 +69,11 @@ def _of_allowed_kind(
 
 
 def resolve_concept(codeable: Any, ref: str, subject_id: str, ctx: SiteContext) -> catalog_mod.Concept | None:
-    """The one concept a CodeableConcept means; None when every code is ignored."""
+    """The one concept a CodeableConcept means; None when every code is ignored.
+
+    Raises ``Outside`` when its codes are standard codes outside the protocol
+    (``triage``), ``Stop`` with an ``unknown_code`` issue for other unknown codes.
+    """
     cat = ctx.catalog
     found_codings = codings(codeable)
     found: dict[str, catalog_mod.Concept] = {}
@@ -95,6 +100,9 @@ def resolve_concept(codeable: Any, ref: str, subject_id: str, ctx: SiteContext) 
     if ignored:
         return None
     if found_codings:
+        outside = triage.outside_protocol(cat, found_codings, getattr(codeable, "text", None))
+        if outside is not None:
+            raise Outside(outside)
         first = found_codings[0]
         system = cat.canonical_system(first.system)
         code_text = f"{system}|{first.code}"
