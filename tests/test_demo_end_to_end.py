@@ -60,14 +60,16 @@ def test_every_planted_mess_is_its_typed_issue(demo_run: tuple[config_mod.Config
     with sessions() as session:
         raised = {(row.site, row.kind, row.source) for row in _issue_sources(session)}
         keys = set(session.scalars(sa.select(models.IssueRow.key)))
-        patients = {
-            (row.site, row.patient_ref, f"{row.resource_type}/{row.resource_id}")
-            for row in session.scalars(sa.select(models.SourceResource))
-        }
+        stored = list(session.scalars(sa.select(models.SourceResource)))
+        patients = {(row.site, row.patient_ref, f"{row.resource_type}/{row.resource_id}") for row in stored}
+        outcomes = {(row.site, f"{row.resource_type}/{row.resource_id}"): row.outcome for row in stored}
     for mess in messes:
         site, kind, resource = mess["site"], mess["kind"], mess["resource"]
         if kind == "duplicate":
             assert not any(r[2] == resource for r in raised), "a duplicate must be deduplicated silently"
+        elif kind in ("not_given", "withdrawn"):  # the site's own record: no issue, its own outcome
+            assert not any(r[2] == resource for r in raised), mess
+            assert outcomes[(site, resource)] == kind.replace("_", "-"), mess
         elif kind == "unknown_code":
             assert f"{site}|{kind}|{resource}" in keys, mess
         elif resource.startswith("Patient/"):

@@ -16,6 +16,7 @@ from adapter.mapping import catalog as catalog_mod
 from adapter.mapping import times
 from adapter.mapping.facts import Fact
 from adapter.mapping.issues import IssueKind, MappingIssue
+from adapter.mapping.not_counted import NotCounted
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,23 @@ class SiteContext:
     subjects: dict[str, str]  # "Patient/<id>" -> trial subject id
 
 
+@dataclass(frozen=True)
+class OutsideCode:
+    """The standard code that places a resource outside the protocol, and its display."""
+
+    code: str  # "system|code", the system canonical
+    display: str
+
+
 @dataclass
 class MappingResult:
     facts: list[Fact] = field(default_factory=list)
     issues: list[MappingIssue] = field(default_factory=list)
     ignored: bool = False
+    outside: OutsideCode | None = None  # set when the resource is outside the protocol (no issue)
+    # Set when the site recorded a dose not given, a procedure not done or an
+    # entry in error (``not_counted.py``): no issue, and no fact that counts.
+    not_counted: NotCounted | None = None
 
 
 #: A mapper: (parsed resource, "<type>/<id>", source version, site) -> result.
@@ -44,6 +57,13 @@ class Stop(Exception):
 
     def __init__(self, issue: MappingIssue) -> None:
         self.issue = issue
+
+
+class Outside(Exception):
+    """Raised inside a mapper to end it without an issue: the resource is outside the protocol."""
+
+    def __init__(self, code: OutsideCode) -> None:
+        self.code = code
 
 
 def issue(ctx: SiteContext, kind: IssueKind, scope: str, detail: str, **extra: Any) -> MappingIssue:

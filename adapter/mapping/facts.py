@@ -35,6 +35,13 @@ KINDS_FOR_RESOURCE_TYPE: dict[str, tuple[ConceptKind, ...]] = {
 }
 
 
+# The FHIR event status of an administration the site recorded as not given
+# (https://hl7.org/fhir/R4/valueset-medication-admin-status.html).  Such a
+# dose is kept as a fact so the console can show it, but it is no exposure:
+# the protocol stage leaves it out of every derivation (docs/design.md §4).
+NOT_DONE = "not-done"
+
+
 class Fact(BaseModel):
     """One mapped source value, in the protocol's units.
 
@@ -68,3 +75,8 @@ class Fact(BaseModel):
     source_version: str
     catalog_version: str
     attributes: dict[str, str] = {}
+
+    @property
+    def happened(self) -> bool:
+        """False for a dose the site recorded as not given: it must never count as given."""
+        return self.status != NOT_DONE

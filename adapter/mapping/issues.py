@@ -56,8 +56,10 @@ GUIDANCE: dict[IssueKind, str] = {
     "the result; ignore it if the test was never done.",
     IssueKind.MISSING_TIME: "The result has no usable date, or one coarser than a day. Ask the site to send "
     "the collection time; it resolves at the next sync.",
-    IssueKind.NOT_FINAL: "Preliminary, cancelled or not-done entries are not used. It resolves by itself "
-    "when the site finalizes the result; nothing to do otherwise.",
+    IssueKind.NOT_FINAL: "Entries not final yet (preliminary, registered, in preparation) or cancelled are "
+    "not used. It resolves by itself when the site finalizes the entry; nothing to do otherwise. (A dose "
+    "not given, a procedure not done and an entry the site marked entered-in-error raise no issue: the "
+    "subject's page lists them under History.)",
     IssueKind.PATIENT_NOT_ON_ROSTER: "Data arrived for a patient who is not on the roster. If the patient is "
     "enrolled, add the roster line; their stored data is mapped at the next sync. Otherwise ignore it.",
     IssueKind.SUBJECT_NOT_FOUND: "No Patient at the site carries this subject's roster identifier. Check "

@@ -18,7 +18,7 @@ from adapter.mapping.facts import ConceptKind
 from adapter.mapping.issues import IssueKind
 from adapter.mapping.quantities import as_float, quantity_unit, to_canonical_unit
 from adapter.mapping.resolve import codings, resolve_concept, subject
-from adapter.mapping.status_and_period import period, usable_status
+from adapter.mapping.status_and_period import is_withdrawn, period, usable_status, withdrawn
 
 # https://hl7.org/fhir/R4/valueset-observation-status.html
 FINAL_OBSERVATION = {"final", "amended", "corrected"}
@@ -37,6 +37,8 @@ _AMBIGUOUS_COMMA = re.compile(r"^[-+]?[1-9]\d{0,2},\d{3}$")
 
 def map_observation(obs: Any, ref: str, source_version: str, ctx: SiteContext) -> MappingResult:
     subject_id = subject(obs, "subject", ref, ctx)
+    if is_withdrawn(obs.status):
+        return withdrawn(obs.code, ref, subject_id, ctx)
     concept = resolve_concept(obs.code, ref, subject_id, ctx)
     if concept is None:
         return MappingResult(ignored=True)
@@ -281,24 +283,40 @@ def _reference_high(
 
 
 def _component_attributes(obs: Any, ref: str, subject_id: str, ctx: SiteContext) -> dict[str, str]:
-    """Mapped components (e.g. O2 flow beside an SpO2) as canonical-unit attributes."""
+    """Mapped components (e.g. O2 flow beside an SpO2) as canonical-unit attributes.
+
+    A component of a catalog concept that cannot be read (no number, a coded
+    or text value, a unit that does not convert) is kept as ``UNREADABLE``
+    rather than dropped: the eligibility rules must know oxygen was charted,
+    or a site practice for readings *without* an oxygen record would count
+    it as room air.
+    """
     attributes: dict[str, str] = {}
     for component in obs.component or []:
         for coding in codings(component.code):
             concept = ctx.catalog.concept_for(coding.system, coding.code)
-            if concept is None or concept.spec.unit is None or component.valueQuantity is None:
+            if concept is None or concept.spec.unit is None:
                 continue
-            quantity = component.valueQuantity
-            if quantity.value is None:
-                continue
-            try:
-                value = to_canonical_unit(
-                    as_float(quantity.value), quantity_unit(quantity), concept, ref, subject_id, ctx
-                )
-            except Stop:
-                continue
-            attributes[concept.id] = f"{value:g}"
+            attributes[concept.id] = _component_value(component, concept, ref, subject_id, ctx)
     return attributes
+
+
+UNREADABLE = "unreadable"
+
+
+def _component_value(
+    component: Any, concept: catalog_mod.Concept, ref: str, subject_id: str, ctx: SiteContext
+) -> str:
+    quantity = component.valueQuantity
+    if quantity is None or quantity.value is None:
+        return UNREADABLE
+    try:
+        value = to_canonical_unit(
+            as_float(quantity.value), quantity_unit(quantity), concept, ref, subject_id, ctx
+        )
+    except Stop:
+        return UNREADABLE
+    return f"{value:g}"
 
 
 def _check_plausible(

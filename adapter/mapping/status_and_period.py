@@ -6,7 +6,9 @@ resource type has its own usable statuses and its own words in the issue,
 but the checks are the same: a status outside the usable ones is a
 ``not_final`` issue, a time coarser than a day or none at all is a
 ``missing_time`` issue, and a period ending before it starts keeps only its
-start.
+start.  Two statuses are no issue because nothing about them is undecided
+(``not_counted.py``): ``entered-in-error`` (``withdrawn`` here) and a
+``not-done`` administration or procedure (in their mappers).
 """
 
 from __future__ import annotations
@@ -16,8 +18,34 @@ from typing import Any
 
 from adapter.mapping import catalog as catalog_mod
 from adapter.mapping import times
-from adapter.mapping.context import SiteContext, Stop, issue
+from adapter.mapping.context import MappingResult, SiteContext, Stop, issue
 from adapter.mapping.issues import IssueKind
+from adapter.mapping.not_counted import ENTERED_IN_ERROR, NotCounted
+from adapter.mapping.resolve import resolve_concept
+
+
+def is_withdrawn(status: Any) -> bool:
+    """Whether the site marked the resource entered-in-error (its own correction)."""
+    return str(status) == ENTERED_IN_ERROR
+
+
+def withdrawn(codeable: Any, ref: str, subject_id: str, ctx: SiteContext) -> MappingResult:
+    """An entered-in-error resource: no fact, no issue, whatever else is wrong with it.
+
+    Its facts, if it had any before, are taken back by the sync like those of
+    any changed resource.  Of a protocol concept it is ``withdrawn`` (the
+    subject's history lists it); with a code the protocol does not use it is
+    ignored, and an unknown code raises nothing: nobody needs to map a code
+    for a result the site withdrew.  A standard code outside the protocol
+    stays ``outside`` (``resolve_concept`` raises it).
+    """
+    try:
+        concept = resolve_concept(codeable, ref, subject_id, ctx)
+    except Stop:
+        concept = None
+    if concept is None:
+        return MappingResult(ignored=True)
+    return MappingResult(not_counted=NotCounted.WITHDRAWN)
 
 
 def usable_status(

@@ -14,6 +14,9 @@ the charted instant.  That window may reach into the next local day, which is
 why a cycle's infused days are capped at its calendar days: a cycle cannot
 infuse longer than the days it spans.
 
+A dose the site recorded as not given (status ``not-done``) is no
+infusion: it never joins, starts or lengthens a cycle.
+
 Dose: ``total_dose_mcg`` is the sum only when every administration in the
 cycle has a dose; otherwise it is ``None`` and the cycle is flagged
 ``dose_incomplete``, because a partial sum in a "total" field would be read as
@@ -72,7 +75,7 @@ def infusion_interval(fact: Fact) -> tuple[dt.datetime, dt.datetime]:
 
 def group_cycles(facts: Sequence[Fact], rules: CycleRules) -> tuple[Cycle, ...]:
     """The subject's blinatumomab cycles in chronological order."""
-    administrations = timeline.of_concept(facts, CONCEPT)
+    administrations = [fact for fact in timeline.of_concept(facts, CONCEPT) if fact.happened]
     spans = sorted(
         ((*infusion_interval(fact), index) for index, fact in enumerate(administrations)),
     )

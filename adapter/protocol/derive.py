@@ -9,6 +9,11 @@ any order give byte-identical records and the store can diff by id.
 Order of the steps follows their dependencies: day 0 first (phases and
 offsets count from it), reconstitution (maintenance is flagged against it),
 cycles, then the collection (measured from the pre-transplant cycle).
+
+A dose the site recorded as not given is a fact (the console shows it) but
+never exposure: it is left out before any rule sees the facts, so cycles,
+the first-infusion anchor and everything measured from them come out
+exactly as if it were absent.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ def derive_subject(facts: Sequence[Fact], subject: SubjectContext, rules: Protoc
     foreign = sum((f.subject_id, f.site) != (subject.subject_id, subject.site) for f in facts)
     if foreign:
         raise ValueError(f"{foreign} fact(s) are not of subject {subject.subject_id!r} at {subject.site!r}")
-    ordered = timeline.canonical(facts)
+    ordered = timeline.canonical(fact for fact in facts if fact.happened)
 
     day0_record, issues = transplant.derive_transplant(ordered, subject)
     day0 = day0_record.day0 if day0_record is not None else None

@@ -70,7 +70,13 @@ class SourceResource(Base):
     patient_ref: Mapped[str | None] = mapped_column(String(200))
     raw: Mapped[str] = mapped_column(Text)
     catalog_version: Mapped[str] = mapped_column(String(32))
-    outcome: Mapped[str] = mapped_column(String(16))  # mapped | issue | ignored | deleted
+    # mapped | issue | ignored | outside | deleted, or what the site recorded
+    # instead of an event: not-given | not-done | withdrawn (adapter.mapping.not_counted)
+    outcome: Mapped[str] = mapped_column(String(16))
+    # Of an ``outside`` resource: the standard code that placed it outside the
+    # protocol ("system|code") and that code's display, for coverage.
+    code: Mapped[str | None] = mapped_column(String(300), default=None)
+    code_display: Mapped[str | None] = mapped_column(String(200), default=None)
     last_seen_run: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

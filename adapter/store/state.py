@@ -56,6 +56,8 @@ class PendingSource:
         self.raw = ""
         self.catalog_version = ""
         self.outcome = ""
+        self.code: str | None = None
+        self.code_display: str | None = None
         self.last_seen_run = 0
         self.updated_at = utcnow()
 

@@ -88,7 +88,7 @@ def ingest_one(
         summary.invalid += 1
     else:
         result = engine.map_resource(resource, version, ctx)
-    outcome = "mapped" if result.facts else ("ignored" if result.ignored else "issue")
+    outcome = _outcome(result)
     summary.outcomes[outcome] += 1
     summary.resources_mapped += 1
     summary.facts_written += len(result.facts)
@@ -103,11 +103,28 @@ def ingest_one(
     row.raw = _kept_raw(raw, patient_ref, ctx)
     row.catalog_version = ctx.catalog.version
     row.outcome = outcome
+    row.code = result.outside.code if result.outside else None
+    row.code_display = result.outside.display if result.outside else None
     row.last_seen_run = summary.run_id if seen_run is None else seen_run
     row.updated_at = utcnow()
     dirty |= state.replace_facts(session, ctx.site, ref, result.facts, known=known, mark=False, page=page)
     state.replace_issues(session, ctx.site, ref, result.issues, known=known)
     return row
+
+
+def _outcome(result: engine.MappingResult) -> str:
+    """The stored resource's outcome (``models.SourceResource.outcome``).
+
+    A dose not given keeps a fact that never counts, so what the site recorded
+    (``not-given``, ``not-done``, ``withdrawn``) comes before whether facts came of it.
+    """
+    if result.not_counted is not None:
+        return result.not_counted.value
+    if result.facts:
+        return "mapped"
+    if result.ignored:
+        return "ignored"
+    return "outside" if result.outside else "issue"
 
 
 def _kept_raw(raw: dict[str, Any], patient_ref: str | None, ctx: engine.SiteContext) -> str:
@@ -224,6 +241,7 @@ def too_large(
     row.raw = hashing.canonical_json({"resourceType": resource_type, "id": resource_id}).decode()
     row.catalog_version = ctx.catalog.version
     row.outcome = "issue"
+    row.code = row.code_display = None
     row.last_seen_run = summary.run_id
     row.updated_at = utcnow()
     issue = MappingIssue(

@@ -80,7 +80,9 @@ STUDY_DRUG_TEXT = {"demo-north": "Blincyto infusion", "demo-east": "贝林妥欧
 EXPECTED_MESSES = {
     "demo-north": Counter(
         {
-            "not_final": 2,
+            "not_final": 1,
+            "not_given": 1,
+            "withdrawn": 1,
             "duplicate": 1,
             "missing_time": 1,
             "missing_value": 1,
@@ -90,7 +92,8 @@ EXPECTED_MESSES = {
     ),
     "demo-east": Counter(
         {
-            "not_final": 1,
+            "not_given": 1,
+            "withdrawn": 1,
             "unknown_unit": 1,
             "implausible_value": 1,
             "unknown_code": 1,
@@ -371,7 +374,11 @@ def _check_mess(kind: str, found: list[Json], folder: Path, site: str) -> None:
         return
     assert len(found) == 1
     if kind == "not_final":
-        assert resource["status"] in ("entered-in-error", "preliminary")
+        assert resource["status"] == "preliminary"
+    elif kind == "withdrawn":
+        assert resource["status"] == "entered-in-error"
+    elif kind == "not_given":
+        assert resource["status"] == "not-done" and resource["resourceType"] == "MedicationAdministration"
     elif kind == "unknown_unit":
         assert list(resource["valueQuantity"]) == ["value"]
     elif kind == "missing_time":

@@ -533,7 +533,8 @@ def _assert_parity(raw: dict[str, Any]) -> None:
     assert lean_result == r4b_result
     if lean_result[0] == "mapped":
         result = lean_result[1]
-        assert result.facts or result.issues or result.ignored  # nothing vanishes
+        kept = result.facts or result.issues or result.ignored or result.not_counted or result.outside
+        assert kept  # nothing vanishes
 
 
 @GENERATED

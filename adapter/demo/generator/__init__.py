@@ -16,7 +16,8 @@ apheresis, autologous HSCT (day 0), daily blood counts through
 reconstitution, four maintenance cycles and MRD follow-up.  On top of that,
 a few *planted messes* exercise every mapping issue type; ``messes.json``
 lists each of them with the issue the adapter is expected to raise, so tests
-can check the adapter finds exactly these.
+can check the adapter finds exactly these (a dose charted as not done and a
+result entered in error are listed too: they must raise none).
 
 Everything is a pure function of ``(patients_per_site, seed)``: one
 ``random.Random(seed)`` feeds every choice, dates hang off a fixed 2025 base

@@ -76,7 +76,14 @@ def blinatumomab_cycle(run: PatientRun, start: datetime, cycle: int) -> datetime
         bag_end = elapsed(run.site, bag_start, timedelta(days=days))
         special = cycle == 0 and bag_number == 2
         if special and run.has("not_done_bag"):
-            run.out.emit(study_drug_bag(run, bag_start, bag_end, days, status="not-done"))
+            skipped = study_drug_bag(run, bag_start, bag_end, days, status="not-done")
+            run.out.emit(skipped)
+            run.mess(
+                "not_given",
+                f"MedicationAdministration/{skipped['id']}",
+                "blinatumomab bag in the pre-transplant cycle charted as not done (pump occlusion) and "
+                "replaced by the next bag: no issue, no exposure, shown as not given",
+            )
         text_only = cycle == 1 and bag_number == 3 and run.has("study_drug_text_only")
         bag = study_drug_bag(run, bag_start, bag_end, days, text_only=text_only)
         run.out.emit(bag)

@@ -20,7 +20,8 @@ def retracted_creatinine(run: PatientRun, drawn: datetime, creatinine: float) ->
     """A mis-keyed result retracted as entered-in-error, plus the corrected result.
 
     The wrong value would fail eligibility, so an adapter that does not drop
-    entered-in-error results gets this patient wrong.
+    entered-in-error results gets this patient wrong.  It is the site's own
+    correction, so it raises no issue either.
     """
     wrong = measurement(
         run,
@@ -35,10 +36,10 @@ def retracted_creatinine(run: PatientRun, drawn: datetime, creatinine: float) ->
     run.out.emit(wrong)
     run.out.emit(corrected)
     run.mess(
-        "not_final",
+        "withdrawn",
         f"Observation/{wrong['id']}",
-        f"creatinine retracted as entered-in-error (decimal slip); the corrected result is "
-        f"Observation/{corrected['id']} with the same effective time",
+        f"creatinine retracted as entered-in-error (decimal slip): no issue, shown in the subject's "
+        f"history; the corrected result is Observation/{corrected['id']} with the same effective time",
     )
 
 

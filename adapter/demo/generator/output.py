@@ -21,7 +21,12 @@ RESOURCE_TYPES = ("Patient", "Observation", "MedicationAdministration", "Procedu
 
 @dataclass(frozen=True)
 class Mess:
-    """One planted problem and the issue kind the adapter should raise for it."""
+    """One planted problem and the issue kind the adapter should raise for it.
+
+    Two kinds name no issue: ``not_given`` (a dose charted as not done) and
+    ``withdrawn`` (an entry the site marked entered-in-error) raise none and
+    show in the subject's history (stored outcome ``not-given``, ``withdrawn``).
+    """
 
     site: str
     kind: str

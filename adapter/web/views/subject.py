@@ -1,22 +1,26 @@
-"""Subjects: the list, and one subject's protocol timeline and eligibility.
+"""Subjects: the list, and one subject's protocol timeline, eligibility and history.
 
 The timeline picture is drawn on the server (``timeline_svg``) and put
 inline in the page, so it needs no script and prints with the page; the
-same picture is served alone at ``.../timeline.svg`` for reports.
+same picture is served alone at ``.../timeline.svg`` for reports.  The
+history lists what the site recorded as not given, not done or entered in
+error (``subject_history``): no issue, no record, but part of the story.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from adapter import errors
+from adapter import errors, privacy
+from adapter.mapping import catalog as catalog_mod
 from adapter.protocol import rules as rules_mod
-from adapter.web import charts, context, render, subject_story, timeline_svg
+from adapter.web import charts, context, render, subject_history, subject_story, timeline_svg
 from adapter.web.auth import AnyUser
 
 router = APIRouter()
@@ -41,6 +45,7 @@ def subject(
     story, rules = _story(request, db, site, subject_id)
     criteria = (story.eligibility or {}).get("criteria", [])
     gauges = [Markup(charts.threshold_gauge(c, f"gauge-{i}")) for i, c in enumerate(criteria)]  # noqa: S704
+    history = _history(request, db, site, subject_id)
     return render.page(
         request,
         "subject.html",
@@ -51,6 +56,10 @@ def subject(
         timeline=Markup(timeline_svg.render(story, rules)),  # noqa: S704  (escaped by svg.Svg)
         criteria=list(zip(criteria, gauges, strict=True)),
         evidence=story.evidence if user.role.sees_source_refs else {},
+        history=history,
+        not_given=subject_history.not_given_by_cycle(
+            story.cycles, history, shift_days=_date_shift(request, subject_id)
+        ),
     )
 
 
@@ -76,3 +85,17 @@ def _story(
     except rules_mod.RulesError as exc:
         raise errors.MappingError(str(exc)) from exc
     return story, rules
+
+
+def _history(request: Request, db: Session, site: str, subject_id: str) -> list[subject_history.HistoryEntry]:
+    config = context.of(request).config
+    # A broken catalog is a MappingError, shown like the rules' own (the sync stops on it too).
+    catalog = catalog_mod.load_catalog(config.study.mappings, site, config.overrides_dir())
+    timezone = ZoneInfo(config.site(site).timezone)
+    return subject_history.subject_history(db, site, subject_id, catalog, timezone)
+
+
+def _date_shift(request: Request, subject_id: str) -> int:
+    """The subject's shift of delivered dates (0 unless ``[privacy] date_shift_days`` is set)."""
+    console = context.of(request)
+    return privacy.subject_date_shift(console.site_secret, subject_id, console.config.privacy.date_shift_days)
