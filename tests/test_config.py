@@ -63,6 +63,14 @@ def test_relative_paths_resolve_against_the_config_folder(write_config: Callable
             ["schedule.sync_interval_minutes", "1 to 10080"],
         ),
         (GOOD.replace('"site-a"', '"Site A"'), ["[[sites]] #1", "id", "lowercase"]),
+        (
+            GOOD.replace('roster = "roster.csv"', 'roster = "roster.csv"\nspo2_without_oxygen_record = "RA"'),
+            [
+                '[[sites]] #1 (id "site-a") spo2_without_oxygen_record',
+                "'unknown' or 'room_air'",
+                "room air unless oxygen is charted",
+            ],
+        ),
         ("[[sites]\nid=", ["not valid TOML", "line 1"]),
         ("", ["sites: is required but missing", "repository: is required but missing"]),
     ],

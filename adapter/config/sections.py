@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import zoneinfo
 from pathlib import Path
+from typing import Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
@@ -80,6 +81,13 @@ class SiteConfig(BaseModel):
         description="CSV file with columns identifier_system,identifier_value,subject_id,enrolment_date"
     )
     source: fhir_settings.SourceConfig
+    spo2_without_oxygen_record: Literal["unknown", "room_air"] = Field(
+        "unknown",
+        description="how screening reads an SpO2 with no oxygen flow or FiO2 charted on it or near it: "
+        '"unknown" (the default: it cannot show eligibility) or "room_air" (the site\'s practice is to '
+        "take screening SpO2 on room air unless oxygen is charted); a change is audited and re-derives "
+        "the site's eligibility on the next sync",
+    )
 
     @pydantic.field_validator("timezone")
     @classmethod

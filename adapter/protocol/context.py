@@ -8,15 +8,19 @@ keeps every derivation module from rebuilding it slightly differently.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from adapter.protocol import records
 
+# How the subject's site reads an SpO2 reading with no oxygen record at all
+# (``[[sites]] spo2_without_oxygen_record``, docs/design.md §4).
+Spo2WithoutOxygenRecord = Literal["unknown", "room_air"]
+
 
 class SubjectContext(BaseModel):
-    """The subject being derived: roster facts that are not FHIR facts."""
+    """The subject being derived: roster facts that are not FHIR facts, and its site's practice."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -25,6 +29,7 @@ class SubjectContext(BaseModel):
     subject_id: str
     enrolment_date: dt.date | None = None
     catalog_version: str
+    spo2_without_oxygen_record: Spo2WithoutOxygenRecord = "unknown"
 
     def record_fields(
         self,

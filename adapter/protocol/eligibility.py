@@ -13,6 +13,14 @@ disagree, or neither is known, oxygen use is unknown.  The latest room-air
 reading in the window decides; readings on oxygen or of unknown oxygen use
 can neither show nor refute eligibility, so without a room-air reading the
 criterion is unknown and says why.
+
+Most sites chart no oxygen beside a screening SpO2 at all, so a site may
+state its practice (``SubjectContext.spo2_without_oxygen_record``):
+``"room_air"`` reads a reading with *no* oxygen record as taken on room air.
+Only the absence of any record is read that way; a record that disagrees
+with itself or cannot be read stays unknown, and a charted one decides as
+charted.  A result the practice decided says so in its ``rule``, so the
+trial repository can tell it from a charted room-air reading.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from enum import Enum
 
 from adapter.mapping.facts import Fact
 from adapter.protocol import records, timeline
-from adapter.protocol.context import SubjectContext
+from adapter.protocol.context import Spo2WithoutOxygenRecord, SubjectContext
 from adapter.protocol.records import CriterionResult, CriterionStatus
 from adapter.protocol.rules import Analyte, EligibilityRules, RoomAirRules
 from adapter.protocol.thresholds import Bound, judge
@@ -41,12 +49,17 @@ ULN_MISSING = "ULN missing"
 OXYGEN_UNKNOWN = "oxygen use unknown"
 ON_OXYGEN = "measured on supplemental oxygen"
 UNDECIDED = "censored value straddles the limit"
+# Appended to the SpO2 rule only when the site's practice, not a charted value, made a reading room air.
+PRACTICE_APPLIED = " (site practice: no oxygen record = room air)"
 
 
 class OxygenUse(Enum):
+    """What the oxygen record beside one SpO2 reading says."""
+
     ROOM_AIR = "room_air"
     SUPPLEMENTAL = "supplemental"
-    UNKNOWN = "unknown"
+    UNKNOWN = "unknown"  # charted, but the values disagree, cannot be read or straddle the limit
+    NOT_RECORDED = "not_recorded"  # no flow or FiO2 on the reading and none charted near it
 
 
 def anchor_date(facts: Sequence[Fact], subject: SubjectContext, rules: EligibilityRules) -> dt.date | None:
@@ -77,7 +90,7 @@ def assess_eligibility(
         _enzyme(in_window, anchor, "alt", t.alt_max_uln, rules, subject.site),
         _enzyme(in_window, anchor, "ast", t.ast_max_uln, rules, subject.site),
         _criterion(in_window, anchor, "bilirubin_total", Bound.AT_MOST, t.bilirubin_max, "mg/dL"),
-        _spo2(in_window, facts, anchor, t.spo2_above, rules.room_air),
+        _spo2(in_window, facts, anchor, t.spo2_above, rules.room_air, subject.spo2_without_oxygen_record),
         _criterion(in_window, anchor, "dyspnea_grade", Bound.AT_MOST, t.dyspnea_grade_max, "(CTCAE v5.0)"),
         _criterion(in_window, anchor, "ecog", Bound.AT_MOST, t.ecog_max),
     )
@@ -181,6 +194,7 @@ def _spo2(
     anchor: dt.date | None,
     limit: float,
     room_air: RoomAirRules,
+    practice: Spo2WithoutOxygenRecord,
 ) -> CriterionResult:
     rule = f"{SPO2} {Bound.ABOVE.value} {limit:g} % on room air"
     if anchor is None:
@@ -192,9 +206,11 @@ def _spo2(
     flows = timeline.of_concept(facts, OXYGEN_FLOW)
     fio2s = timeline.of_concept(facts, FIO2)
     assessed = [(reading, *oxygen_use(reading, flows, fio2s, room_air)) for reading in readings]
-    on_room_air = [a for a in assessed if a[1] is OxygenUse.ROOM_AIR]
+    on_room_air = [a for a in assessed if _counts_as_room_air(a[1], practice)]
     if on_room_air:
-        reading, _, oxygen_refs = on_room_air[-1]
+        reading, use, oxygen_refs = on_room_air[-1]
+        if use is OxygenUse.NOT_RECORDED:
+            rule += PRACTICE_APPLIED
         return _decided(SPO2, rule, Bound.ABOVE, reading, limit, oxygen_refs)
     reading, use, oxygen_refs = assessed[-1]
     return CriterionResult(
@@ -210,26 +226,40 @@ def _spo2(
     )
 
 
+def _counts_as_room_air(use: OxygenUse, practice: Spo2WithoutOxygenRecord) -> bool:
+    """A reading charted on room air does; one with no oxygen record only by the site's practice."""
+    return use is OxygenUse.ROOM_AIR or (use is OxygenUse.NOT_RECORDED and practice == "room_air")
+
+
 def oxygen_use(
     reading: Fact, flows: Sequence[Fact], fio2s: Sequence[Fact], rules: RoomAirRules
 ) -> tuple[OxygenUse, tuple[str, ...]]:
-    """Whether an SpO2 reading was on room air, and the separate O2 facts that told."""
+    """Whether an SpO2 reading was on room air, and the separate O2 facts that told.
+
+    ``NOT_RECORDED`` only when nothing about oxygen was charted: no flow or
+    FiO2 component on the reading (readable or not) and no flow or FiO2
+    result (with a value or not) within the pairing time.
+    """
     verdicts: list[CriterionStatus] = []
     refs: list[str] = []
+    recorded = False
     for concept, candidates, limit in (
         (OXYGEN_FLOW, flows, rules.oxygen_flow_max),
         (FIO2, fio2s, rules.fio2_max),
     ):
         # A component of the SpO2 Observation itself beats a separately charted result.
-        value = _number(reading.attributes.get(concept))
-        comparator = None
+        component = reading.attributes.get(concept)
+        value, comparator, paired = _number(component), None, None
         if value is None:
             paired = _nearest(reading, candidates, dt.timedelta(minutes=rules.pairing_minutes))
             if paired is not None and paired.value is not None:
                 value, comparator = paired.value, paired.comparator
                 refs.append(paired.source_ref)
+        recorded = recorded or component is not None or paired is not None
         if value is not None:
             verdicts.append(judge(value, comparator, Bound.AT_MOST, limit))
+    if not recorded:
+        return OxygenUse.NOT_RECORDED, ()
     decided = set(verdicts) - {CriterionStatus.UNKNOWN}
     if decided == {CriterionStatus.MET}:
         return OxygenUse.ROOM_AIR, tuple(refs)

@@ -4,9 +4,9 @@ Before a site's first sync (and after every change to its config, files or
 servers) a person wants one answer: would a sync work, and if not, what to
 fix.  ``run_checks`` loads everything a sync would load and tries every
 server without changing any state: the state database, then per site its
-mapping files, roster and secret, its mapping fix file and its source, then
-the trial repository (the sink's read-only ``probe``) and whether it lacks
-records an earlier repository got.
+mapping files, roster and secret, its stated practice, its mapping fix file
+and its source, then the trial repository (the sink's read-only ``probe``)
+and whether it lacks records an earlier repository got.
 
 The answer is plain data, one ``Check`` per row, so a face only renders it:
 the CLI as a table with exit codes, and the console's site page could show a
@@ -28,7 +28,7 @@ from adapter.fhir import settings as fhir_settings
 from adapter.mapping import discovery, overrides
 from adapter.sinks import factory
 from adapter.store import db
-from adapter.sync import SiteSetup
+from adapter.sync import SiteSetup, site_practice
 
 SHARED = "-"  # the site column of what every site shares: the state database, the repository
 
@@ -82,13 +82,15 @@ def run_checks(config: config_mod.Config) -> CheckReport:
     except errors.AdapterError as exc:
         checks.append(_failure(SHARED, "state database", f"state database: {exc}", exc.exit_code))
     for site in config.sites:
-        checks += site_checks(config, site)
+        checks += site_checks(config, site, sessions)
     checks += _repository_checks(config, sessions)
     return CheckReport(checks)
 
 
-def site_checks(config: config_mod.Config, site: config_mod.SiteConfig) -> list[Check]:
-    """A site's mapping files, roster and secret; its fix file; its source."""
+def site_checks(
+    config: config_mod.Config, site: config_mod.SiteConfig, sessions: sessionmaker[Session] | None = None
+) -> list[Check]:
+    """A site's mapping files, roster and secret; its practice; its fix file; its source."""
     checks: list[Check] = []
     item = "mappings, rules, roster, secret"
     setup: SiteSetup | None = None
@@ -98,6 +100,7 @@ def site_checks(config: config_mod.Config, site: config_mod.SiteConfig) -> list[
         checks.append(Check(site.id, item, Outcome.OK, detail))
     except errors.AdapterError as exc:
         checks.append(_failure(site.id, item, f"{site.id}: {exc}", exc.exit_code))
+    checks.append(_practice_check(site, sessions))
     checks.append(_fix_file_check(config, site.id))
     if isinstance(site.source, fhir_settings.NdjsonSource):
         checks.append(_ndjson_check(site.id, site.source))
@@ -131,6 +134,23 @@ def _repository_checks(config: config_mod.Config, sessions: sessionmaker[Session
                 Check(SHARED, item, Outcome.WARN, f"{change.owed} missing", message=change.message(hint))
             )
     return checks
+
+
+def _practice_check(site: config_mod.SiteConfig, sessions: sessionmaker[Session] | None) -> Check:
+    """How the site reads an SpO2 without an oxygen record, and whether the next sync applies a change.
+
+    With a state database, a value the audit log does not hold yet is shown
+    beside the one the stored records were derived with.
+    """
+    setting = site_practice.SPO2_SETTING
+    current = site.spo2_without_oxygen_record
+    detail = f"{setting} = {current}"
+    if sessions is not None:
+        with sessions() as session:
+            audited = site_practice.last_audited(session, site.id, setting)
+        if audited != current:
+            detail += f"; was {audited}, the next sync re-derives the site's eligibility"
+    return Check(site.id, "site practice", Outcome.OK, detail)
 
 
 def _fix_file_check(config: config_mod.Config, site_id: str) -> Check:

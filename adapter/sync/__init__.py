@@ -16,7 +16,8 @@ The modules, in the order a pass runs them:
 * ``remap``: mapping stored resources again after a catalog or link change;
 * ``ingest``: reading each mapped type from the source, page by page;
 * ``resources``: one resource validated, mapped and stored minimised;
-* ``derive``: the protocol records of the subjects a pass touched;
+* ``derive``: the protocol records of the subjects a pass touched, after
+  ``site_practice`` audits a changed site practice and marks the site's subjects;
 * ``runs``: the pass's summary and run row; ``collector``: the GC around a pass.
 """
 

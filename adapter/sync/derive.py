@@ -1,6 +1,7 @@
 """Deriving the protocol records of the subjects a pass touched, and enqueueing what changed.
 
-The ingest and the re-map mark the subjects whose facts changed as dirty;
+The ingest and the re-map mark the subjects whose facts changed as dirty,
+and a changed site practice marks all the site's subjects (``site_practice``);
 ``derive_dirty`` runs the protocol derivation for each, pseudonymises the
 records and reconciles them with the stored ones, so only a changed record
 reaches the outbox.
@@ -14,6 +15,7 @@ from adapter import privacy
 from adapter.protocol import context
 from adapter.protocol.derive import derive_subject
 from adapter.store import records, state
+from adapter.sync import site_practice
 from adapter.sync.runs import StopCheck, SyncStopped, SyncSummary
 from adapter.sync.setup import SiteSetup
 
@@ -27,7 +29,8 @@ def derive_dirty(
     clears its dirty mark together.
     """
     site_id = setup.site.id
-    with sessions() as session:
+    with sessions.begin() as session:
+        site_practice.note_practice_change(session, setup)
         subjects = state.dirty_subjects(session, site_id)
     for subject_id in subjects:
         if should_stop():
@@ -41,6 +44,7 @@ def derive_dirty(
                 subject_id=subject_id,
                 enrolment_date=entry.enrolment_date if entry else None,
                 catalog_version=setup.catalog.version,
+                spo2_without_oxygen_record=setup.site.spo2_without_oxygen_record,
             )
             derivation = derive_subject(facts, subject, setup.rules)
             payloads = {
