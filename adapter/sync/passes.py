@@ -25,7 +25,7 @@ from adapter.sync import collector, server_faults
 from adapter.sync.derive import derive_dirty
 from adapter.sync.ingest import ingest_type, retire_vanished
 from adapter.sync.patients import link_patients, linked_subjects
-from adapter.sync.remap import remap_stored
+from adapter.sync.remap import RemapProgress, remap_stored
 from adapter.sync.runs import Progress, StopCheck, SyncStopped, SyncSummary, finish_run, open_run
 from adapter.sync.setup import SiteSetup
 
@@ -123,6 +123,7 @@ def remap_site(
     *,
     everything: bool = False,
     validation: Mode = "lean",
+    progress: RemapProgress | None = None,
 ) -> SyncSummary:
     """Re-map the stored source resources of a site without fetching anything.
 
@@ -130,7 +131,9 @@ def remap_site(
     stored resource mapped with another catalog version is mapped again and
     its subjects re-derived; the issues the fix resolves close themselves.
     ``everything`` re-maps all stored resources regardless of version;
-    ``validation`` as for ``sync_site``.
+    ``validation`` as for ``sync_site``; ``progress`` is told after each
+    page how many of the stale resources are re-mapped (the records are
+    re-derived after the last).
     """
     started = time.monotonic()
     summary = SyncSummary(site=setup.site.id)
@@ -153,6 +156,7 @@ def remap_site(
             everything=everything,
             validation=validation,
             should_stop=lambda: False,
+            progress=progress,
         )
         derive_dirty(setup, sessions, summary, lambda: False)
         outcome = "ok"

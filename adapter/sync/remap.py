@@ -8,6 +8,8 @@ per transaction, through the same ``resources.ingest_one`` as the ingest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,10 +17,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.fhir.validation import Mode
 from adapter.mapping import engine
 from adapter.store import models, state
+from adapter.sync import outdated_issues
 from adapter.sync.resources import NOT_KEPT, TOO_LARGE, has_body, ingest_one, off_roster
 from adapter.sync.runs import StopCheck, SyncStopped, SyncSummary
 
 REMAP_PAGE = 500
+
+# Told after each committed page: resources re-mapped so far, resources to re-map.
+RemapProgress = Callable[[int, int], None]
 
 
 def remap_stored(
@@ -30,6 +36,7 @@ def remap_stored(
     everything: bool,
     validation: Mode,
     should_stop: StopCheck,
+    progress: RemapProgress | None = None,
 ) -> None:
     """Map stored resources again when the catalog or a patient link changed.
 
@@ -40,7 +47,9 @@ def remap_stored(
     patient stays off the roster no catalog changes its outcome (the patient
     is checked before anything the catalog decides), so it only takes the
     new catalog version.  When its patient joins, ``patients._requeue_unkept``
-    has the source send it again.
+    has the source send it again.  Resources whose open issue an earlier
+    version raised and this one does not are mapped again too
+    (``outdated_issues``).
     """
     stale = sa.select(models.SourceResource).where(
         models.SourceResource.site == ctx.site, models.SourceResource.outcome != "deleted"
@@ -61,6 +70,10 @@ def remap_stored(
                 )
             )
         ]
+        stale_keys = set(keys)
+        keys += [key for key in outdated_issues.outdated(session, ctx.site) if key not in stale_keys]
+    if progress is not None:
+        progress(0, len(keys))
     for start in range(0, len(keys), REMAP_PAGE):
         if should_stop():
             raise SyncStopped
@@ -91,3 +104,5 @@ def remap_stored(
                 )
             new_rows.write(session)
             state.mark_dirty(session, ctx.site, dirty)
+        if progress is not None:
+            progress(min(start + REMAP_PAGE, len(keys)), len(keys))

@@ -1,7 +1,7 @@
 """The console's app factory: ``create_app(config)`` returns a ready FastAPI app.
 
 Everything a request needs is built here once (store, secrets, login
-throttle) and kept on ``app.state.console``; the page modules in ``views/``
+throttle, the runner of background fixes) and kept on ``app.state.console``; the page modules in ``views/``
 only declare routes.  Two app-wide guards run on every request: the session
 middleware (a signed cookie naming a live server-side session, ``sessions``)
 and the CSRF dependency (``csrf.protect``), so no route can be added without
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -35,6 +37,7 @@ from adapter.store import db
 from adapter.web import auth, context, csrf, render, sessions, views
 from adapter.web.auth import Forbidden, LoginRequired, Operator
 from adapter.web.issue_tokens import IssueTokens
+from adapter.web.jobs import JobRunner
 from adapter.web.sessions import COOKIE_NAME, ConsoleSession, SessionCodec, load_or_create_secret
 from adapter.web.throttle import LoginThrottle
 
@@ -59,6 +62,7 @@ def create_app(
     *,
     sessions: sessionmaker[Session] | None = None,
     throttle: LoginThrottle | None = None,
+    jobs: JobRunner | None = None,
 ) -> FastAPI:
     secret = load_or_create_secret(config.console.session_secret_file)
     console = context.Console(
@@ -68,6 +72,7 @@ def create_app(
         site_secret=privacy.load_secret(config.privacy),
         throttle=throttle or LoginThrottle(max_failures=config.console.login_attempts),
         tokens=IssueTokens(secret),
+        jobs=jobs or JobRunner(),
     )
     app = FastAPI(
         title="trial-adapter console",
@@ -75,6 +80,7 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
         dependencies=[Depends(csrf.protect)],
+        lifespan=_lifespan,
     )
     app.state.console = console
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -89,6 +95,14 @@ def create_app(
     for router in views.ROUTERS:
         app.include_router(router)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """On shutdown, fixes still waiting are dropped; a running one finishes (``jobs.JobRunner.close``)."""
+    yield
+    console: context.Console = app.state.console
+    console.jobs.close()
 
 
 async def _sessions(request: Request, call_next: RequestResponseEndpoint) -> Response:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
 from adapter.web.issue_tokens import IssueTokens
+from adapter.web.jobs import JobRunner
 from adapter.web.sessions import SessionCodec
 from adapter.web.throttle import LoginThrottle
 
@@ -27,6 +28,7 @@ class Console:
     site_secret: bytes  # keys the hashes viewers see instead of source references
     throttle: LoginThrottle
     tokens: IssueTokens
+    jobs: JobRunner  # the fixes running in the background (``jobs``)
 
 
 def of(request: Request) -> Console:

@@ -27,6 +27,8 @@ AuditEntryId = Annotated[int, Path(ge=1, le=MAX_ID, description="an audit entry'
 MinAgeDays = Annotated[
     int, Query(ge=0, le=MAX_AGE_DAYS, description="only issues open for at least this many days")
 ]
+# A fix job's id (``jobs.JobRunner``: 16 hex digits); anything else is answered 422.
+JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="a fix job's id")]
 
 
 def issue_filter(request: Request, min_age_days: MinAgeDays = 0) -> issue_query.IssueFilter:

@@ -12,7 +12,10 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
+import threading
+import time
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from adapter import config as config_mod
 from adapter import paths
 from adapter.demo import site as demo_site
 from adapter.mapping import overrides
+from adapter.reconciliation import override_fix
 from adapter.service import job
 from adapter.store import db
 from adapter.web import accounts
@@ -47,6 +51,8 @@ CREATININE_LINE = '"http://hospital-east.example/fhir/lis|0045" = "creatinine"  
 CREATININE_ISSUE = f"demo-east|unknown_code|code:{CREATININE_CODE}"
 SODIUM_ISSUE = "demo-east|unknown_code|code:http://hospital-east.example/fhir/lis|0099"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+JOB_URL = re.compile(r"/jobs/[0-9a-f]{16}")
+JOB_STATE = re.compile(r'data-testid="job-state"><span class="badge job-(\w+)"')
 
 
 def fix_file(config: config_mod.Config, site: str = "demo-east") -> Path:
@@ -143,3 +149,81 @@ def api_routes(app: Any) -> list[APIRoute]:
         elif hasattr(route, "original_router"):  # an included router: its own routes, same paths
             found.extend(api_routes(route.original_router))
     return found
+
+
+def job_state(page: str) -> str:
+    """``queued``, ``running``, ``done`` or ``failed``: the state a fix job's page shows."""
+    match = JOB_STATE.search(page)
+    assert match, "not a fix job's page"
+    return match.group(1)
+
+
+def started_job(response: Any) -> str:
+    """The job page a fix's POST answered with (at once: 303 to ``/jobs/<id>``)."""
+    assert response.status_code == 303, (response.status_code, response.text[:500])
+    location = response.headers["location"]
+    assert JOB_URL.fullmatch(location), location
+    return str(location)
+
+
+def finished_job(client: TestClient, job_url: str, timeout: float = 120) -> str:
+    """Reload a fix job's page, as the browser does, until the job is done or failed; that page."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page = client.get(job_url)
+        assert page.status_code == 200, page.text[:500]
+        if job_state(page.text) in ("done", "failed"):
+            return page.text
+        assert time.monotonic() < deadline, f"the job at {job_url} did not finish"
+        time.sleep(0.05)
+
+
+def audit_link(job_page: str) -> str:
+    """The audit entry a finished fix job's page links to."""
+    match = re.search(r'<dt>Audit entry</dt><dd><a href="(/audit/\d+)"', job_page)
+    assert match, "no audit entry on the job's page"
+    return match.group(1)
+
+
+def fix_and_wait(client: TestClient, page: str, action: str, data: dict[str, str] | None = None) -> str:
+    """Post ``page``'s ``action`` form (``map-code``, ``undo``, …), wait for its job; the job's last page."""
+    form = {**(data or {}), "csrf_token": csrf_token(client, page)}
+    answer = client.post(f"{page}/{action}", data=form, follow_redirects=False)
+    return finished_job(client, started_job(answer))
+
+
+HOLD = 60  # seconds a held re-map waits at most, so a failing test cannot hang the run
+
+
+class HeldRemap:
+    """``remap_site`` that stops after reporting its first page, until released (or raises there)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, fail_with: Exception | None = None) -> None:
+        self.reached = threading.Event()
+        self.release = threading.Event()
+        self.fail_with = fail_with
+        self.calls = 0
+        real = override_fix.remap_site
+
+        def remap(setup: Any, sessions: Any, **options: Any) -> Any:
+            self.calls += 1
+            report: Callable[[int, int], None] = options.pop("progress")
+
+            def held(done: int, total: int) -> None:
+                report(done, total)
+                if done > 0 and self.calls == 1:  # the first fix only, after its first page
+                    self.reached.set()
+                    if self.fail_with is not None:
+                        raise self.fail_with
+                    assert self.release.wait(HOLD)
+
+            return real(setup, sessions, progress=held, **options)
+
+        monkeypatch.setattr(override_fix, "remap_site", remap)
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldRemap]:
+    hold = HeldRemap(monkeypatch)
+    yield hold
+    hold.release.set()  # never leave a worker waiting after the test

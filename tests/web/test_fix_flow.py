@@ -1,4 +1,8 @@
-"""One-step fixes from the console: map, see records change, undo; ignore with a reason."""
+"""One-step fixes from the console: map, see records change, undo; ignore with a reason.
+
+A mapping fix and its undo run as background jobs (``test_fix_jobs`` tests the jobs
+themselves); here each is followed to its end, as the browser does.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,16 @@ from adapter import config as config_mod
 from adapter.mapping import overrides
 from adapter.store import db, models
 
-from .conftest import CREATININE_ISSUE, csrf_token, fix_file, issue_link, login
+from .conftest import (
+    CREATININE_ISSUE,
+    audit_link,
+    csrf_token,
+    fix_and_wait,
+    fix_file,
+    issue_link,
+    job_state,
+    login,
+)
 
 
 def issue_status(config: config_mod.Config, key: str) -> str:
@@ -46,26 +59,26 @@ def test_mapping_a_local_code_resolves_the_issue_updates_records_and_can_be_undo
     page = issue_link(client, "lis|0045 (", "kind=unknown_code")
     assert 'action="' + page + '/map-code"' in client.get(page).text
 
-    done = client.post(
-        page + "/map-code", data={"concept": "creatinine", "csrf_token": csrf_token(client, page)}
-    )
-    assert done.status_code == 200 and re.search(r"/audit/\d+$", str(done.url))
-    assert re.search(r'data-testid="records-changed">[1-9]', done.text)
-    assert 'data-testid="issues-resolved">1<' in done.text and "EligibilityAssessment" in done.text
-    assert str(override) in done.text  # the result names the file it changed
+    done = fix_and_wait(client, page, "map-code", {"concept": "creatinine"})
+    assert job_state(done) == "done"
+    assert re.search(r'data-testid="records-changed">[1-9]', done)
+    assert 'data-testid="issues-resolved">1<' in done and "EligibilityAssessment" in done
+    assert str(override) in done  # the result names the file it changed
     assert issue_status(console_config, CREATININE_ISSUE) == "resolved"
     assert eligibility_of(console_config, "NCT06507514-E-001")["creatinine"]["status"] == "met"
     written = override.read_text(encoding="utf-8")
     assert '"http://hospital-east.example/fhir/lis|0045" = "creatinine"  # by dana, ' in written
     assert shipped.read_text(encoding="utf-8") == shipped_text  # the mapping folder is never written
     assert "lis|0045 (" not in client.get("/").text  # gone from the open worklist
+    entry = audit_link(done)
+    assert 'data-testid="records-changed">' in client.get(entry).text  # the audit entry has the result too
 
-    undo = client.post(str(done.url) + "/undo", data={"csrf_token": csrf_token(client, str(done.url))})
-    assert undo.status_code == 200 and "Undoes" in undo.text
+    undone = fix_and_wait(client, entry, "undo")  # an undo re-maps too: a job like the fix
+    assert job_state(undone) == "done" and "Undoes" in undone
     assert overrides.read_override(override)["codes"] == {}
     assert issue_status(console_config, CREATININE_ISSUE) == "open"
     assert eligibility_of(console_config, "NCT06507514-E-001")["creatinine"]["status"] == "unknown"
-    again = client.post(str(done.url) + "/undo", data={"csrf_token": csrf_token(client, str(done.url))})
+    again = client.post(entry + "/undo", data={"csrf_token": csrf_token(client, entry)})
     assert again.status_code == 409 and "already undone" in again.text
 
 

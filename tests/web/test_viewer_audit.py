@@ -4,7 +4,7 @@ After the demo sync plus a few hostile resources (an id with an underscore
 that carries an MRN, a patient not on the roster whose id has underscores, a
 unit spelling that a data manager then maps, a 300 KB display and a 900 KB
 value), every GET route the app mounts is rendered as a viewer, with every
-issue, subject, site and audit entry filled in, and so is every export.  No
+issue, subject, site, audit entry and fix job filled in, and so is every export.  No
 source reference, site resource id, site patient id, name or MRN may appear
 in any of them.  The routes come from the app itself, so a page added later
 is audited without editing this test.
@@ -35,7 +35,7 @@ from adapter.web.issue_tokens import IssueTokens
 from adapter.web.sessions import load_or_create_secret
 from adapter.web.throttle import LoginThrottle
 
-from .conftest import api_routes, csrf_token, issue_link, login
+from .conftest import api_routes, csrf_token, fix_and_wait, issue_link, job_state, login
 from support import phi_strings
 
 with warnings.catch_warnings():
@@ -114,8 +114,8 @@ def hostile_client(hostile: tuple[config_mod.Config, Path]) -> TestClient:
     # resolves an issue on a resource, and two ignored issues whose keys hold odd ids.
     login(client, "dana")
     page = issue_link(client, UNIT_SPELLING)
-    done = client.post(page + "/map-unit", data={"ucum": "umol/L", "csrf_token": csrf_token(client, page)})
-    assert done.status_code == 200 and "/audit/" in str(done.url), done.text[:500]
+    done = fix_and_wait(client, page, "map-unit", {"ucum": "umol/L"})
+    assert job_state(done) == "done", done[:500]
     for fragment, reason in (
         (f"Patient/{STRANGER}", f"Patient/{STRANGER} is a test patient"),
         (WEIRD_OBSERVATION, f"Observation/{WEIRD_OBSERVATION} was entered in error"),
@@ -164,6 +164,7 @@ def every_get(client: TestClient, config: config_mod.Config) -> dict[str, str]:
         "site": [{"site": site.id} for site in config.sites],
         "site,subject_id": [{"site": site, "subject_id": subject} for site, subject in subjects],
         "username": [{"username": "dana"}],
+        "job_id": [{"job_id": job.id} for job in client.app.state.console.jobs.recent(limit=100)],
     }
     queries = {"/": ["", "?status=all", "?status=ignored"], "/export/issues.csv": ["?status=all"]}
     pages: dict[str, str] = {}
@@ -191,6 +192,7 @@ def test_a_viewer_sees_no_source_reference_or_site_id_on_any_page_or_export(
     login(hostile_client, "vic")
     pages = every_get(hostile_client, config)
     assert any(path.startswith("/audit/") for path in pages)
+    assert any(path.startswith("/jobs/") for path in pages)  # the map-unit fix's job
     assert any(path.startswith("/issues/") for path in pages)
     assert "/export/audit.csv" in pages and "/export/eligibility.csv" in pages
     leaks = {path: sorted(s for s in forbidden if s in text) for path, text in pages.items()}

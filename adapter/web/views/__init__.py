@@ -6,7 +6,7 @@ module here and one line in this list.
 
 from __future__ import annotations
 
-from adapter.web.views import audit, exports, issue, login, site, subject, users, worklist
+from adapter.web.views import audit, exports, issue, jobs, login, site, subject, users, worklist
 
 ROUTERS = (
     login.router,
@@ -15,6 +15,7 @@ ROUTERS = (
     subject.router,
     site.router,
     audit.router,
+    jobs.router,
     exports.router,
     users.router,
 )

@@ -4,7 +4,10 @@ Every fix lands here, and the page of one entry is also where a fix sends
 the data manager afterwards: it shows how many protocol records changed
 and which issues resolved.  Undo is offered on that page: data managers may
 undo their own actions, admins anyone's.  The log itself is never edited;
-an undo is a new entry that points to the one it reverses.
+an undo is a new entry that points to the one it reverses.  Undoing a
+mapping fix re-maps the site, so it runs as a background job like the fix
+did (``views.issue``); reopening an ignored issue is done at once.  The log
+page also lists the console's recent fix jobs.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from sqlalchemy.orm import Session
 
 from adapter import errors
 from adapter.reconciliation import actions, undoing
+from adapter.reconciliation.override_fix import FixProgress
 from adapter.store import models
 from adapter.web import context, params, render
 from adapter.web.auth import AnyUser, Fixer, Forbidden, Operator
+from adapter.web.jobs import JobOrder, JobRefused
 
 router = APIRouter()
 
@@ -72,6 +77,7 @@ def audit_log(
         site=site,
         page=page,
         more=len(entries) == AUDIT_PAGE,
+        jobs=context.of(request).jobs.recent(),
     )
 
 
@@ -95,14 +101,29 @@ def undo(
     entry = _entry(db, entry_id)
     if not may_undo(user, entry):
         raise Forbidden("Data managers can undo their own actions; ask an admin to undo someone else's.")
-    db.rollback()
+    action, detail = entry.action, dict(entry.detail or {})
+    db.rollback()  # end this request's read snapshot before the undo writes
     console = context.of(request)
+    config, sessions, actor = console.config, console.sessions, user.username
+
+    def check() -> None:
+        undoing.undo_plan(config, sessions, entry_id)
+
+    def work(progress: FixProgress) -> actions.FixResult:
+        # Checked again inside: a fix that ran before this one may have changed the same entry.
+        return undoing.undo(config, sessions, entry_id, actor=actor, progress=progress)
+
     try:
-        result = undoing.undo(console.config, console.sessions, entry_id, actor=user.username)
-    except (actions.FixRefused, errors.MappingError, errors.ConfigError) as exc:
+        if action not in actions.MAPPING_ACTIONS:  # reopening an ignored issue re-maps nothing
+            result = undoing.undo(config, sessions, entry_id, actor=actor)
+            return RedirectResponse(f"/audit/{result.audit_id}", status_code=303)
+        what, issue_key = f"Undo audit entry #{entry_id}", detail.get("issue")
+        order = JobOrder(detail["site"], actions.UNDO, what, actor, issue_key=issue_key, undoes=entry_id)
+        job = console.jobs.submit(order, work, check=check)
+    except (actions.FixRefused, errors.MappingError, errors.ConfigError, JobRefused) as exc:
         db.expire_all()
         return _render_entry(request, db, user, _entry(db, entry_id), error=str(exc), status_code=409)
-    return RedirectResponse(f"/audit/{result.audit_id}", status_code=303)
+    return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
 
 def may_undo(user: Operator, entry: models.AuditEntry) -> bool:
