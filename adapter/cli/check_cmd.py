@@ -9,8 +9,8 @@ something to be done, and exits with the first failure's exit code.
 from __future__ import annotations
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from adapter.cli import common
 from adapter.service import checks
@@ -41,22 +41,19 @@ def print_checks(report: checks.CheckReport) -> None:
     """The table of checks, then what failed and what needs doing, one line each."""
     table = Table(title="Check", title_justify="left")
     for column in ("site", "item", "result"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for found in report.checks:
-        table.add_row(escape(found.site), escape(found.item), _result(found))
+        table.add_row(found.site, found.item, _result(found))
     common.console.print(table)
     for found in report.failures:
-        common.console.print(f"[red]✗[/red] {escape(found.message)}", highlight=False, soft_wrap=True)
+        common.console.print(common.styled("✗", "red", found.message), highlight=False, soft_wrap=True)
     for found in report.checks:
         if found.outcome is checks.Outcome.WARN and found.message:
-            common.console.print(
-                f"[yellow]![/yellow] {escape(found.message)}", highlight=False, soft_wrap=True
-            )
+            common.console.print(common.styled("!", "yellow", found.message), highlight=False, soft_wrap=True)
 
 
-def _result(found: checks.Check) -> str:
-    colour = _COLOURS[found.outcome]
-    verdict = f"[{colour}]{escape(found.label or found.outcome.value)}[/{colour}]"
+def _result(found: checks.Check) -> Text:
+    verdict = Text(found.label or found.outcome.value, style=_COLOURS[found.outcome])
     if found.failed or not found.detail:
         return verdict
-    return f"{verdict} ({escape(found.detail)})"
+    return Text.assemble(verdict, f" ({found.detail})")

@@ -3,6 +3,12 @@
 Commands stay thin (smart-fetch style): parse, load, call the library,
 report.  Library errors become one red line and a stable exit code
 (``adapter.errors``), never a traceback.
+
+Both consoles print text as it is, never as rich markup: what the CLI prints
+comes from configs, mapping files, servers and messages that name TOML
+tables (``[codes]``, ``[[sites]]``), and markup would swallow those.  The few
+deliberate styles are ``rich.text.Text`` spans (``styled``), so no call site
+has to remember to escape anything.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from adapter import actors, errors
 from adapter import config as config_mod
@@ -24,10 +30,10 @@ from adapter import config as config_mod
 # Wide enough for the summary tables when output goes to a file or a pipe
 # (rich would otherwise assume 80 columns and truncate the numbers); a
 # COLUMNS variable, as a script may set, wins.
-console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120)
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120, markup=False)
 # Errors are never wrapped: a URL or a config key split over two lines can't be
 # copied from cron mail or matched by a log scraper.
-err_console = Console(stderr=True, soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True, markup=False)
 
 ConfigOption = Annotated[
     Path,
@@ -52,12 +58,21 @@ def reported_errors() -> Iterator[None]:
     try:
         yield
     except errors.FatalExit as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc.message))}", highlight=False)
+        print_error(exc.message)
         raise typer.Exit(int(exc.code or 1)) from None
     except errors.AdapterError as exc:
-        # escaped: messages name TOML tables like [[sites]], which rich would take for markup
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        print_error(str(exc))
         raise typer.Exit(exc.exit_code) from None
+
+
+def styled(label: str, style: str, text: str) -> Text:
+    """``label`` in ``style``, a space, then ``text`` exactly as given."""
+    return Text.assemble((label, style), " ", text)
+
+
+def print_error(message: str) -> None:
+    """One red ``error:`` line on stderr, the message verbatim and unwrapped."""
+    err_console.print(styled("error:", "red", message), highlight=False)
 
 
 def load_config(path: Path) -> config_mod.Config:

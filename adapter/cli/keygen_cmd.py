@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from rich.markup import escape
 
 from adapter import errors, privacy
 from adapter.cli import common
@@ -93,7 +92,7 @@ def keygen(
     try:
         privacy.write_secret(path)
     except FileExistsError:
-        common.err_console.print(f"[red]error:[/red] {path} exists; refusing to overwrite a site secret")
+        common.print_error(f"{path} exists; refusing to overwrite a site secret")
         raise typer.Exit(errors.EXIT_CONFIG) from None
     common.console.print(f"wrote a new site secret to {path}; point privacy.hmac_key_file at it")
 
@@ -117,12 +116,12 @@ def _keygen_smart(
     typer.echo(pair.jwks_text(), nl=False)  # the public JWKS alone on stdout, ready to pipe or paste
     note = common.err_console
     note.print(
-        f"wrote the SMART private key ({pair.alg}) to {escape(str(pair.key_file))} (mode 0600): "
+        f"wrote the SMART private key ({pair.alg}) to {pair.key_file} (mode 0600): "
         "keep it on this machine, never send it",
         highlight=False,
     )
     note.print(
-        f"wrote the public JWKS to {escape(str(pair.jwks_file))}: send it (or an https URL serving it) "
+        f"wrote the public JWKS to {pair.jwks_file}: send it (or an https URL serving it) "
         "to the EHR team to register for the adapter's client; they give you the client_id",
         highlight=False,
     )
@@ -134,7 +133,6 @@ def _keygen_smart(
         f'  kid = "{pair.kid}"\n'
         "and run `trial-adapter check`",
         highlight=False,
-        markup=False,
     )
 
 

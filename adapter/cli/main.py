@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from adapter import __version__, logs
+from adapter import __version__, errors, logs
 from adapter.cli import (
     check_cmd,
     common,
@@ -104,9 +104,17 @@ def _root(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI with ``argv``; return the exit code instead of exiting."""
+    """Run the CLI with ``argv``; return the exit code instead of exiting.
+
+    A ``errors.fatal`` raised outside a command's ``common.reported_errors``
+    (say while reading an option) passes through typer untouched; its message
+    is printed here, so no fatal exit is ever silent.
+    """
     try:
         app(args=list(argv) if argv is not None else None, prog_name="trial-adapter", standalone_mode=True)
+    except errors.FatalExit as exc:
+        common.print_error(exc.message)
+        return int(exc.code or 1)
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
     return 0

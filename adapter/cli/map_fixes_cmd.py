@@ -3,7 +3,9 @@
 Each subcommand calls the same ``adapter.reconciliation`` function as the console:
 write the site override, re-map the stored resources, resolve what the fix
 resolves, audit it, and report how many protocol records changed.
-``--deliver`` (default) then drains the outbox, like ``remap``.
+``--deliver`` (default) then drains the outbox, like ``remap``.  ``accept``
+is ``code`` for a concept the adapter suggested (``reconciliation.suggestions``),
+so a person confirms a suggestion in one step; nothing maps a suggestion by itself.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import config as config_mod
 from adapter.cli import common
-from adapter.reconciliation import actions, fixes, undoing
+from adapter.reconciliation import actions, fixes, suggestions, undoing
 from adapter.service import job
 from adapter.store import db
 
-app = typer.Typer(help="Fix mapping issues: map codes and units, ignore codes, undo.", no_args_is_help=True)
+app = typer.Typer(
+    help="Fix mapping issues: map codes and units, accept a suggestion, ignore codes, undo.",
+    no_args_is_help=True,
+)
 
 SiteArgument = Annotated[str, typer.Option("--site", "-s", help="The site whose override file to change.")]
 DeliverOption = Annotated[bool, typer.Option("--deliver/--no-deliver", help="Drain the outbox afterwards.")]
@@ -32,8 +37,8 @@ Fix = Callable[[config_mod.Config, sessionmaker[Session]], actions.FixResult]
 def _run_fix(config_path: Path, deliver: bool, fix: Fix) -> None:
     """Load the config, open the store, apply ``fix`` and report it.
 
-    Each subcommand only says which ``adapter.reconciliation`` call to make, so all
-    four report, deliver and turn errors into exit codes the same way.
+    Each subcommand only says which ``adapter.reconciliation`` call to make, so they
+    all report, deliver and turn errors into exit codes the same way.
     """
     with common.reported_errors():
         config = common.load_config(config_path)
@@ -46,7 +51,7 @@ def _report(
 ) -> None:
     common.console.print(result.summary, highlight=False, soft_wrap=True)
     if result.file:
-        common.console.print(f"  wrote {result.file}", highlight=False, soft_wrap=True, markup=False)
+        common.console.print(f"  wrote {result.file}", highlight=False, soft_wrap=True)
     if result.records_by_type:
         common.console.print(
             "  " + ", ".join(f"{t} × {n}" for t, n in result.records_by_type.items()), highlight=False
@@ -82,6 +87,46 @@ def map_code(
             config, sessions, site, code, concept, actor=common.actor_name(actor)
         ),
     )
+
+
+@app.command("accept")
+def accept(
+    issue_key: Annotated[str, typer.Argument(help="The unknown_code issue, as `issues list` shows its key.")],
+    concept: Annotated[
+        str | None, typer.Option("--concept", help="Accept this suggested concept instead of the best one.")
+    ] = None,
+    config_path: common.ConfigOption = common.DEFAULT_CONFIG,
+    deliver: DeliverOption = True,
+    actor: common.ActorOption = None,
+) -> None:
+    """Accept the suggested concept for an unknown code: `map code`, with the suggestion audited.
+
+    \b
+    `trial-adapter issues show KEY` lists the suggestions and their evidence;
+    this maps the issue's code to the best one (or to --concept, which must
+    be among them), re-maps and reports, exactly as `map code` does.  The
+    audit entry also records that it was suggested, its score and evidence.
+    Exit 2 when the issue is not an open unknown_code issue, has no
+    suggestion, or --concept is not suggested: then use `map code`.
+
+    \b
+    Example:
+      trial-adapter map accept 'demo-east|unknown_code|code:http://hospital-east.example/fhir/lis|0082'
+    """
+
+    def fix(config: config_mod.Config, sessions: sessionmaker[Session]) -> actions.FixResult:
+        who = common.actor_name(actor)
+        accepted, result = suggestions.accept(config, sessions, issue_key, concept, actor=who)
+        chosen = accepted.suggestion
+        said = f"{chosen.concept} ({chosen.label}, {chosen.percent} %)"
+        common.console.print(
+            f"Accepted the suggestion {said} for {accepted.code}:", highlight=False, soft_wrap=True
+        )
+        for sentence in chosen.evidence:
+            common.console.print(f"  - {sentence}", highlight=False, soft_wrap=True)
+        return result
+
+    _run_fix(config_path, deliver, fix)
 
 
 @app.command("unit")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from adapter import config as config_mod
-from adapter.cli.common import console, err_console
+from adapter.cli.common import console, err_console, print_error, styled
 from adapter.delivery import outbox, redelivery
 from adapter.service import job
 from adapter.sinks import factory
@@ -63,8 +63,11 @@ def print_summary(config: config_mod.Config, result: job.JobResult) -> int:
     if result.delivery is not None:
         d = result.delivery
         console.print(
-            f"Delivered {d.delivered} change(s) to {config.repository.kind} repository "
-            f"[bold]{factory.describe(config.repository)}[/bold]; {backlog} waiting in the outbox."
+            Text.assemble(
+                f"Delivered {d.delivered} change(s) to {config.repository.kind} repository ",
+                (factory.describe(config.repository), "bold"),
+                f"; {backlog} waiting in the outbox.",
+            )
         )
     config_hint = f" -c {config.source_file}" if config.source_file else ""
     console.print(
@@ -97,12 +100,12 @@ def print_delivery_trouble(config: config_mod.Config, drained: outbox.DrainSumma
             f"{drained.retrying} item(s) are waiting out their backoff after failing earlier, so this run "
             f"did not try them. Last error: {error}"
         )
-    err_console.print(f"[red]error:[/red] {escape(head)}", highlight=False)
+    print_error(head)
     err_console.print(
         f"{drained.retrying} item(s) wait because their last attempt failed; next retry "
-        f"{escape(_when(drained.next_retry_at))}, by the next `trial-adapter push`, `sync` or the "
-        f"service's delivery turn. After fixing the cause, `trial-adapter push --retry-now{escape(hint)}` "
-        f"tries at once; `trial-adapter outbox{escape(hint)}` lists each failing item.",
+        f"{_when(drained.next_retry_at)}, by the next `trial-adapter push`, `sync` or the "
+        f"service's delivery turn. After fixing the cause, `trial-adapter push --retry-now{hint}` "
+        f"tries at once; `trial-adapter outbox{hint}` lists each failing item.",
         highlight=False,
     )
     return True
@@ -121,9 +124,7 @@ def _when(moment: dt.datetime | None) -> str:
 
 def print_repository_change(config: config_mod.Config, change: redelivery.Change) -> None:
     """The configured repository lacks current records an earlier one got: say so, and the fix."""
-    err_console.print(
-        f"[yellow]warning:[/yellow] {escape(change.message(_config_hint(config)))}", highlight=False
-    )
+    err_console.print(styled("warning:", "yellow", change.message(_config_hint(config))), highlight=False)
 
 
 def print_resent(resent: redelivery.Resent) -> None:
@@ -148,12 +149,15 @@ def print_held_retractions(config: config_mod.Config, result: job.JobResult) -> 
     config_hint = f" -c {config.source_file}" if config.source_file else ""
     for site, resource_type, count in held:
         console.print(
-            f"[yellow]held back:[/yellow] {escape(site)} no longer lists {count} stored "
-            f"{escape(resource_type)} resource(s), all or an unusual share of them; nothing of that "
-            "type was retracted. If the export or search is broken, fix it and sync again; if the "
-            "site really deleted them: "
-            f"`trial-adapter accept-retraction --site {escape(site)} --type {escape(resource_type)} "
-            f'--reason "…"{escape(config_hint)}`',
+            styled(
+                "held back:",
+                "yellow",
+                f"{site} no longer lists {count} stored {resource_type} resource(s), all or an unusual "
+                "share of them; nothing of that type was retracted. If the export or search is broken, "
+                "fix it and sync again; if the site really deleted them: "
+                f"`trial-adapter accept-retraction --site {site} --type {resource_type} "
+                f'--reason "…"{config_hint}`',
+            ),
             highlight=False,
             soft_wrap=True,
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from adapter.cli import common
 from adapter.store import db
@@ -47,10 +46,10 @@ def accept_retraction(
         actor_name = common.actor_name(actor)
         accepted = retraction_guard.accept(sessions, site, resource_type, reason, actor=actor_name)
     common.console.print(
-        f"Accepted: the next sync of {escape(site)} retracts up to {accepted.max_count} "
-        f"{escape(resource_type)} resource(s) the source no longer lists. "
-        f"Run it now with `trial-adapter sync --site {escape(site)}`"
-        + (f" -c {escape(str(config_path))}" if config_path != common.DEFAULT_CONFIG else "")
+        f"Accepted: the next sync of {site} retracts up to {accepted.max_count} "
+        f"{resource_type} resource(s) the source no longer lists. "
+        f"Run it now with `trial-adapter sync --site {site}`"
+        + (f" -c {config_path}" if config_path != common.DEFAULT_CONFIG else "")
         + ".",
         highlight=False,
         soft_wrap=True,

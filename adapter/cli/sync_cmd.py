@@ -78,7 +78,7 @@ def run_with_progress(
         return job.run_setups(config, setups, full=full)
     total = job.expected_lines(setups)
     columns = (
-        TextColumn("[bold]syncing"),
+        TextColumn("syncing", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("resources"),

@@ -7,5 +7,7 @@ the site's fix file and re-maps, ``changes`` reports what a fix changed,
 ``actions`` names them all.  ``coverage`` measures how much of what a site
 sends is mapped.  ``issue_query`` finds the issues to work on, for the
 console and ``trial-adapter issues list``, with a ``glimpse`` of the source
-behind each.
+behind each.  ``suggestions`` ranks the concepts an unknown code probably
+means from what the site sent under it (``sent_under_code``), and accepts
+one as a ``map code`` fix when a person says so.
 """

@@ -9,12 +9,20 @@ catalog and then writes the site's own fix file ``<overrides>/<site>.toml``
 the catalog in their own file, never in ``concepts.toml``), re-maps and
 audits, the same way for all (``override_fix``).
 
+Each mapping fix is two steps: ``*_fix`` checks what was asked and
+describes the edit (cheap, writes nothing), and the fix itself applies it.
+The console checks in the request, so a refusal answers at once on the
+issue's page, then applies in a background job, which checks again: another
+fix may have changed the site's file in between.
+
 ``ignore_issue`` and ``undoing.undo`` complete the set.  Nothing here checks
 roles: who may do what is the caller's policy (``adapter.web.auth``, the
 CLI's operator); the library records who did it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,7 +38,7 @@ from adapter.reconciliation.actions import (
     FixResult,
     check_actor,
 )
-from adapter.reconciliation.override_fix import OverrideFix, apply_fix
+from adapter.reconciliation.override_fix import FixProgress, OverrideFix, apply_fix, no_progress
 from adapter.store import models, state
 from adapter.store.models import utcnow
 
@@ -44,8 +52,29 @@ def map_code(
     *,
     actor: str,
     issue_key: str | None = None,
+    progress: FixProgress = no_progress,
+    audit_detail: Mapping[str, object] | None = None,
 ) -> FixResult:
-    """Make the local ``system|code`` mean ``concept`` at one site, then re-map."""
+    """Make the local ``system|code`` mean ``concept`` at one site, then re-map.
+
+    ``audit_detail`` is added to the audit entry: an accepted suggestion
+    (``suggestions.accept``) records its score and evidence there.
+    """
+    fix = map_code_fix(config, site_id, code, concept)
+    return apply_fix(
+        config,
+        sessions,
+        site_id,
+        fix,
+        actor=actor,
+        issue_key=issue_key,
+        progress=progress,
+        extra_detail=audit_detail,
+    )
+
+
+def map_code_fix(config: config_mod.Config, site_id: str, code: str, concept: str) -> OverrideFix:
+    """The edit ``map_code`` makes, checked against the site's catalog; ``FixRefused`` if it cannot."""
     code = _code_text(code)
     catalog = site_files.catalog(config, site_id)
     if concept not in catalog.concepts:
@@ -63,8 +92,7 @@ def map_code(
         raise FixRefused(
             f"{code} is listed under [ignored_codes] for {site_id}; undo that first, then map it"
         )
-    fix = OverrideFix(MAP_CODE, code, concept, f"Mapped {code} to {concept} at {site_id}")
-    return apply_fix(config, sessions, site_id, fix, actor=actor, issue_key=issue_key)
+    return OverrideFix(MAP_CODE, code, concept, f"Mapped {code} to {concept} at {site_id}")
 
 
 def map_unit(
@@ -76,8 +104,15 @@ def map_unit(
     *,
     actor: str,
     issue_key: str | None = None,
+    progress: FixProgress = no_progress,
 ) -> FixResult:
     """Read the site's unit ``spelling`` as the UCUM unit ``ucum``, then re-map."""
+    fix = map_unit_fix(config, site_id, spelling, ucum)
+    return apply_fix(config, sessions, site_id, fix, actor=actor, issue_key=issue_key, progress=progress)
+
+
+def map_unit_fix(config: config_mod.Config, site_id: str, spelling: str, ucum: str) -> OverrideFix:
+    """The edit ``map_unit`` makes, checked; ``FixRefused`` if it cannot be made."""
     spelling, ucum = spelling.strip(), ucum.strip()
     if not spelling:
         raise FixRefused("a result without any unit cannot be fixed by a unit mapping; ask the site")
@@ -86,8 +121,7 @@ def map_unit(
     catalog = site_files.catalog(config, site_id)
     if catalog.unit_spellings.get(spelling) == ucum:
         raise FixRefused(f"{spelling!r} already reads as {ucum} at {site_id}; nothing to change")
-    fix = OverrideFix(MAP_UNIT, spelling, ucum, f"Unit {spelling!r} now reads as {ucum} at {site_id}")
-    return apply_fix(config, sessions, site_id, fix, actor=actor, issue_key=issue_key)
+    return OverrideFix(MAP_UNIT, spelling, ucum, f"Unit {spelling!r} now reads as {ucum} at {site_id}")
 
 
 def ignore_code(
@@ -99,8 +133,15 @@ def ignore_code(
     *,
     actor: str,
     issue_key: str | None = None,
+    progress: FixProgress = no_progress,
 ) -> FixResult:
     """List a local code under ``[ignored_codes]``: it is not a protocol concept."""
+    fix = ignore_code_fix(config, site_id, code, reason)
+    return apply_fix(config, sessions, site_id, fix, actor=actor, issue_key=issue_key, progress=progress)
+
+
+def ignore_code_fix(config: config_mod.Config, site_id: str, code: str, reason: str) -> OverrideFix:
+    """The edit ``ignore_code`` makes, checked; ``FixRefused`` if it cannot be made."""
     code, reason = _code_text(code), _reason(reason)
     catalog = site_files.catalog(config, site_id)
     key = overrides.code_key(catalog, code)
@@ -108,8 +149,7 @@ def ignore_code(
         raise FixRefused(f"{code} means {catalog.codes[key]!r}; a mapped code cannot also be ignored")
     if key in catalog.ignored_codes:
         raise FixRefused(f"{code} is already ignored at {site_id}")
-    fix = OverrideFix(IGNORE_CODE, code, reason, f"{code} is no longer a protocol concept at {site_id}")
-    return apply_fix(config, sessions, site_id, fix, actor=actor, issue_key=issue_key)
+    return OverrideFix(IGNORE_CODE, code, reason, f"{code} is no longer a protocol concept at {site_id}")
 
 
 def ignore_issue(sessions: sessionmaker[Session], key: str, reason: str, *, actor: str) -> FixResult:

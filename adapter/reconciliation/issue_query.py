@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlencode
@@ -32,6 +32,7 @@ STATUSES = ("open", "ignored", "resolved", "all")
 PAGE_SIZE = 100
 SOURCES_SHOWN = 20
 MAX_AGE_DAYS = 36_500  # a century: more would overflow the date arithmetic
+KEYS_PER_QUERY = 500  # bound parameters per IN (...): SQLite before 3.32 allows 999
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,20 @@ def issue_rows(
     if limit is not None:
         query = query.limit(limit).offset(offset)
     return list(session.scalars(query))
+
+
+def source_counts(session: Session, keys: Sequence[str]) -> dict[str, int]:
+    """How many sources (resources, derivations) raise each of ``keys`` now; absent means none."""
+    counts: dict[str, int] = {}
+    for start in range(0, len(keys), KEYS_PER_QUERY):
+        chunk = keys[start : start + KEYS_PER_QUERY]
+        rows = session.execute(
+            sa.select(models.IssueSource.issue_key, sa.func.count())
+            .where(models.IssueSource.issue_key.in_(chunk))
+            .group_by(models.IssueSource.issue_key)
+        )
+        counts.update({key: int(count) for key, count in rows})
+    return counts
 
 
 def find_issues(

@@ -46,7 +46,7 @@ class SiteHealth:
 
     @property
     def share_mapped(self) -> float:
-        total = sum(t.total - t.ignored for t in self.coverage.by_type.values())
+        total = sum(t.considered for t in self.coverage.by_type.values())
         mapped = sum(t.mapped for t in self.coverage.by_type.values())
         return mapped / total if total else 1.0
 

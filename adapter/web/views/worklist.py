@@ -3,7 +3,9 @@
 This is the console's home page.  Filters are a plain GET form (site,
 subject, kind, concept, age, status, text), so a filtered worklist is a URL
 a data manager can bookmark or send to a colleague, and the CSV export
-(``views.exports``) takes the same query string.
+(``views.exports``) takes the same query string.  An open unknown code's
+row names the concept it most probably means (``reconciliation.suggestions``),
+computed for the rows of the page only.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from adapter.reconciliation import issue_query
+from adapter.reconciliation import issue_query, suggestions
 from adapter.web import context, params, render
 from adapter.web.auth import AnyUser
 
@@ -30,13 +32,15 @@ def worklist(
     filt: Annotated[issue_query.IssueFilter, Depends(params.issue_filter)],
     page: params.PageNumber = 1,
 ) -> Response:
+    console = context.of(request)
     items, total = issue_query.find_issues(
         db,
         filt,
-        context.of(request).tokens.token,
+        console.tokens.token,
         limit=issue_query.PAGE_SIZE,
         offset=(page - 1) * issue_query.PAGE_SIZE,
     )
+    suggested = suggestions.suggestions_for(console.config, db, [item.row for item in items], top=1)
     return render.page(
         request,
         "worklist.html",
@@ -45,6 +49,7 @@ def worklist(
         nav="worklist",
         filt=filt,
         items=items,
+        suggested=suggested,
         total=total,
         page=page,
         pages=max(1, -(-total // issue_query.PAGE_SIZE)),
