@@ -5,7 +5,8 @@ Plain helpers live in support.py (import them from there, not from here).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,22 @@ from adapter.service import job
 from support import GOLDEN, TEST_SECRET, minimal_config, prepare_demo_workdir, write_test_secret
 
 __all__ = ["GOLDEN", "TEST_SECRET", "minimal_config", "prepare_demo_workdir", "write_test_secret"]
+
+
+@pytest.fixture(autouse=True)
+def _adapter_logging_restored() -> Iterator[None]:
+    """Put the ``adapter`` logger back as it was after each test.
+
+    A command run in-process (typer's CliRunner) calls ``adapter.logs.configure``,
+    which points the logger at that run's stderr; once the runner closes the
+    stream, every later log line in the process fails and its traceback lands
+    in pytest's captured output, which grows pass after pass and made the soak
+    test's memory figures depend on which tests ran before it in a worker.
+    """
+    logger = logging.getLogger("adapter")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture(scope="session")
