@@ -177,6 +177,18 @@ def test_a_data_manager_filters_maps_ignores_and_reads_a_timeline(
     expect(page.get_by_role("heading", name="Mapping coverage")).to_be_visible()
     page.screenshot(path=shots / "site.png", full_page=True)
 
+    # A dose not given and a result entered in error are the subject's history, not the worklist's.
+    rows: list[str] = []
+    for number in range(1, 5):
+        page.goto(base + f"/subjects/demo-east/NCT06507514-E-00{number}")
+        expect(page.get_by_role("heading", name=re.compile("^History"))).to_be_visible()
+        rows += page.locator("table.not-counted tbody tr").all_inner_texts()
+    assert any("mad-46d6c8700d46" in row and "not given" in row for row in rows), rows
+    assert any("obs-96b6924cad1a" in row and "entered in error" in row for row in rows), rows
+    page.goto(base + "/?status=all")
+    worklist = page.locator("table.worklist").inner_text()
+    assert "mad-46d6c8700d46" not in worklist and "obs-96b6924cad1a" not in worklist
+
 
 def test_a_viewer_sees_no_forms_and_every_write_is_refused(page: Page, live_console: str) -> None:
     base = live_console
