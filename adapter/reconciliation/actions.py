@@ -28,6 +28,10 @@ class FixRefused(errors.AdapterError):
     exit_code = errors.EXIT_USAGE
 
 
+class SiteBusy(FixRefused):
+    """The site is being synced right now: nothing was changed, and the same fix may be tried again."""
+
+
 @dataclass(frozen=True)
 class FixResult:
     """What a fix did, for the console's result page and the CLI's report."""

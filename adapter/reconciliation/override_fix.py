@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter import config as config_mod
 from adapter.mapping import overrides
 from adapter.reconciliation import site_files
-from adapter.reconciliation.actions import MAPPING_ACTIONS, FixRefused, FixResult, check_actor
+from adapter.reconciliation.actions import MAPPING_ACTIONS, FixResult, SiteBusy, check_actor
 from adapter.reconciliation.changes import Changes, Snapshot
 from adapter.reconciliation.legacy import migrate_legacy_overrides
 from adapter.store import locks, state
@@ -90,7 +90,7 @@ def apply_fix(
     # Refuse rather than wait for the site's lock inside a request.
     site_lock = locks.try_acquire(sessions, site_id)
     if site_lock is None:
-        raise FixRefused(f"site {site_id} is being synced right now; nothing was changed, try again shortly")
+        raise SiteBusy(f"site {site_id} is being synced right now; nothing was changed, try again shortly")
     with site_lock:
         # Before the folder lock: the migration takes that lock itself, and a
         # second flock on the same file blocks even within one process.

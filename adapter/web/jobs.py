@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from adapter import errors
-from adapter.reconciliation.actions import FixResult
+from adapter.reconciliation.actions import FixResult, SiteBusy
 from adapter.reconciliation.override_fix import RECORDING, REMAPPING, WRITING, FixProgress
 from adapter.store.models import utcnow
 
@@ -49,11 +49,13 @@ Work = Callable[[FixProgress], FixResult]  # the fix itself, told how to report 
 # Stages before the fix reports its own (``override_fix``: WRITING, REMAPPING, RECORDING).
 WAITING = "waiting for the fixes before it at this site"
 CHECKING = "checking the fix against the site's mappings"
+SYNCING = "waiting for the site's sync pass to finish"
 
 # What a failure at each stage left behind, for the job's page.
 AFTERMATH = {
     WAITING: "Nothing was changed.",
     CHECKING: "Nothing was changed.",
+    SYNCING: "Nothing was changed.",
     WRITING: "The site's fix file was left as it was before the fix.",
     REMAPPING: "The site's fix file was put back as it was; the next sync maps back whatever "
     "this fix had already re-mapped.",
@@ -104,9 +106,19 @@ class Job:
 class JobRunner:
     """Runs fix jobs, one site's at a time in order, each site's on its own worker thread."""
 
-    def __init__(self, *, max_waiting: int = 20, keep: int = 200) -> None:
+    def __init__(
+        self,
+        *,
+        max_waiting: int = 20,
+        keep: int = 200,
+        sync_wait_seconds: float = 30 * 60,
+        sync_poll_seconds: float = 2.0,
+    ) -> None:
         self.max_waiting = max_waiting
         self.keep = keep  # finished jobs remembered for their pages; older ones are forgotten
+        # A fix that finds its site being synced waits for the pass (polling its lock) this long at most.
+        self.sync_wait_seconds = sync_wait_seconds
+        self.sync_poll_seconds = sync_poll_seconds
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}  # in the order they were made
         self._waiting: dict[str, deque[tuple[Job, Work]]] = {}
@@ -195,7 +207,7 @@ class JobRunner:
                 job.stage, job.done, job.total = stage, done, total
 
         try:
-            result = work(progress)
+            result = self._after_the_sync(job, work, progress)
         except BaseException as exc:  # whatever it was, the job must end and the site's next fix run
             self._failed(job, exc, started)
             return
@@ -210,6 +222,27 @@ class JobRunner:
                 "seconds": round(time.monotonic() - started, 3),
             },
         )
+
+    def _after_the_sync(self, job: Job, work: Work, progress: FixProgress) -> FixResult:
+        """Run the fix; while its site is being synced, wait for the pass and run it again.
+
+        A fix that meets a sync pass changed nothing (``SiteBusy`` comes before
+        any write), so trying it again is safe, and the fix checks itself anew
+        each time.  A pass normally ends within minutes; after
+        ``sync_wait_seconds`` the job fails with the busy message, as does a
+        fix still waiting when the console stops.
+        """
+        deadline = time.monotonic() + self.sync_wait_seconds
+        while True:
+            try:
+                return work(progress)
+            except SiteBusy:
+                with self._lock:
+                    stopping = self._closed
+                if stopping or time.monotonic() + self.sync_poll_seconds > deadline:
+                    raise
+                progress(SYNCING)
+                time.sleep(self.sync_poll_seconds)
 
     def _failed(self, job: Job, exc: BaseException, started: float) -> None:
         with self._lock:

@@ -155,9 +155,34 @@ def test_a_fix_that_fails_during_the_re_map_says_so_without_site_data_and_leaves
     assert issue_status(console_config, CREATININE_ISSUE) == "open"
 
 
-def test_a_fix_while_the_site_syncs_fails_with_the_reason_and_changes_nothing(
-    client: TestClient, console_config: config_mod.Config
+def _patient_client(config: config_mod.Config, wait_seconds: float) -> TestClient:
+    """A console whose fixes wait ``wait_seconds`` at most for a site's sync, looking often."""
+    jobs = JobRunner(sync_wait_seconds=wait_seconds, sync_poll_seconds=0.05)
+    return TestClient(create_app(config, throttle=LoginThrottle(max_failures=5), jobs=jobs))
+
+
+def test_a_fix_while_the_site_syncs_waits_for_the_pass_then_runs(console_config: config_mod.Config) -> None:
+    client = _patient_client(console_config, wait_seconds=60)
+    login(client, "dana")
+    page = issue_link(client, "lis|0045 (", "kind=unknown_code")
+    sync = locks.try_acquire(db.open_store(console_config.store.url), "demo-east")
+    assert sync is not None
+    with sync:
+        job = start_map_code(client, page)
+        deadline = time.monotonic() + 30
+        while "sync pass to finish" not in client.get(job).text:
+            assert time.monotonic() < deadline, "the job never said it waits for the sync"
+            time.sleep(0.05)
+        assert not fix_file(console_config).exists(), "nothing is written while the sync runs"
+    done = finished_job(client, job)
+    assert job_state(done) == "done"
+    assert issue_status(console_config, CREATININE_ISSUE) == "resolved"
+
+
+def test_a_fix_that_waits_too_long_for_a_sync_fails_with_the_reason_and_changes_nothing(
+    console_config: config_mod.Config,
 ) -> None:
+    client = _patient_client(console_config, wait_seconds=0.3)
     login(client, "dana")
     page = issue_link(client, "lis|0045 (", "kind=unknown_code")
     sync = locks.try_acquire(db.open_store(console_config.store.url), "demo-east")
