@@ -144,6 +144,7 @@ def test_a_data_manager_filters_maps_ignores_and_reads_a_timeline(
     page.get_by_role("link", name=re.compile(r"^Audit entry #\d+$")).click()
     expect(page.get_by_role("heading", name=re.compile("mapping.code"))).to_be_visible()
     expect(page.locator("details pre")).to_contain_text('"suggested":true')
+    expect(page.get_by_test_id("suggested")).to_contain_text("accepted a suggestion scored")
     expect(page.get_by_test_id("records-changed")).not_to_have_text("0")
 
     page.goto(base + "/?kind=unknown_code")
