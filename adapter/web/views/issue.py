@@ -23,6 +23,7 @@ the browser goes to its audit entry, which has the Undo button.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from adapter.mapping import overrides
 from adapter.mapping.facts import KINDS_FOR_RESOURCE_TYPE
 from adapter.mapping.issues import GUIDANCE, IssueKind
 from adapter.reconciliation import actions, fixes, issue_query, suggestions
-from adapter.reconciliation.override_fix import FixProgress, OverrideFix, no_progress
+from adapter.reconciliation.override_fix import FixProgress, OverrideFix
 from adapter.store import models
 from adapter.web import context, render
 from adapter.web.auth import AnyUser, Fixer, Operator
@@ -129,31 +130,7 @@ def accept_suggestion(
 
 def _accepting(suggestion: suggestions.IssueSuggestion) -> _FixKind:
     """The map-code fix that records ``suggestion`` in its audit entry."""
-
-    def apply(
-        config: config_mod.Config,
-        sessions: sessionmaker[Session],
-        site_id: str,
-        key: str,
-        value: str,
-        /,
-        *,
-        actor: str,
-        issue_key: str | None = None,
-        progress: FixProgress = no_progress,
-    ) -> actions.FixResult:
-        return fixes.map_code(
-            config,
-            sessions,
-            site_id,
-            key,
-            value,
-            actor=actor,
-            issue_key=issue_key,
-            progress=progress,
-            audit_detail=suggestion.audit_detail(),
-        )
-
+    apply = functools.partial(fixes.map_code, audit_detail=suggestion.audit_detail())
     return _FixKind(actions.MAP_CODE, fixes.map_code_fix, apply, "Map {key} to {value} (suggested)")
 
 
