@@ -189,6 +189,7 @@ def phase_pipeline(data: Path, validation: Mode) -> dict[str, Any]:
         "resources": sum(s.resources_read for s in result.syncs),
         "facts": sum(s.facts_written for s in result.syncs),
         "records": result.delivery.delivered if result.delivery else 0,
+        "issue_resources": sum(s.outcomes["issue"] for s in result.syncs),
         "seconds": seconds,
     }
 

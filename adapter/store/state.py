@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from adapter.mapping.facts import Fact
 from adapter.mapping.issues import IssueKind, MappingIssue
 from adapter.store import models
+from adapter.store.issues_batch import PageIssues
 from adapter.store.models import utcnow
 
 _FACT_LIST: TypeAdapter[list[Fact]] = TypeAdapter(list[Fact])
@@ -63,18 +64,20 @@ class PendingSource:
 
 
 class PageRows:
-    """The new source resources and facts of one page, inserted together.
+    """The new source resources, facts and issues of one page, written together.
 
     An ORM object per row, flushed a few at a time, cost more than parsing,
     validating and mapping the resource (bench/map_bench.py); one bulk INSERT
     per table and page does the same work.  Rows go in in the order they were
     produced; a resource whose facts are replaced again within the page
-    keeps only its last facts.  ``write`` belongs in the page's transaction.
+    keeps only its last facts.  Issues go in with a few statements per page
+    too (``issues_batch``).  ``write`` belongs in the page's transaction.
     """
 
     def __init__(self) -> None:
         self.sources: list[PendingSource] = []
         self.facts: dict[str, list[dict[str, Any]]] = {}  # source_ref -> fact rows
+        self.issues = PageIssues()
 
     def new_source(self, site: str, resource_type: str, resource_id: str) -> PendingSource:
         source = PendingSource(site, resource_type, resource_id)
@@ -90,6 +93,7 @@ class PageRows:
         if facts:
             connection.execute(sa.insert(models.FactRow), facts)
         self.sources, self.facts = [], {}
+        self.issues.write(session)
 
 
 # ----------------------------------------------------------------- facts
@@ -201,14 +205,25 @@ def subject_facts(session: Session, site: str, subject_id: str) -> list[Fact]:
 
 
 def replace_issues(
-    session: Session, site: str, source: str, issues: Iterable[MappingIssue], *, known: bool = True
+    session: Session,
+    site: str,
+    source: str,
+    issues: Iterable[MappingIssue],
+    *,
+    known: bool = True,
+    page: PageRows | None = None,
 ) -> None:
     """Record that ``source`` now raises exactly ``issues`` (and no others).
 
     An issue already known keeps its status unless it was resolved, in which
     case it reopens: the problem is back.  An ignored issue stays ignored.
-    ``known=False``: the source is new, so it raised nothing before.
+    ``known=False``: the source is new, so it raised nothing before.  With
+    ``page`` the issues wait for the page's bulk write (``issues_batch``),
+    which keeps the same lifecycle.
     """
+    if page is not None:
+        page.issues.replace(site, source, issues, known=known)
+        return
     if known:
         session.execute(
             sa.delete(models.IssueSource).where(

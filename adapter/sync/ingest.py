@@ -72,7 +72,7 @@ def ingest_type(
                     rows[resource_id] = too_large(session, ctx, line, summary, row, dirty, new_rows)
                     continue
                 if isinstance(line, BadLine):
-                    bad_line(session, ctx.site, line, summary)
+                    bad_line(session, ctx.site, line, summary, new_rows)
                     continue
                 resource_id = line.resource["id"]
                 rows[resource_id] = ingest_one(

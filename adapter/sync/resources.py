@@ -59,8 +59,8 @@ def ingest_one(
     transaction and the subjects they feed are added to ``dirty``, which the
     caller marks in the same transaction.  ``seen_run`` keeps a re-mapped
     stored resource's last-seen run (re-mapping is not seeing it at the
-    source).  With ``page``, a new source row and the facts wait there for
-    the page's bulk insert, which the caller writes before it commits.
+    source).  With ``page``, a new source row, the facts and the issues wait
+    there for the page's bulk write, which the caller does before it commits.
     Returns the stored (or pending) row.
     """
     resource_type, resource_id = raw["resourceType"], raw["id"]
@@ -108,7 +108,7 @@ def ingest_one(
     row.last_seen_run = summary.run_id if seen_run is None else seen_run
     row.updated_at = utcnow()
     dirty |= state.replace_facts(session, ctx.site, ref, result.facts, known=known, mark=False, page=page)
-    state.replace_issues(session, ctx.site, ref, result.issues, known=known)
+    state.replace_issues(session, ctx.site, ref, result.issues, known=known, page=page)
     return row
 
 
@@ -200,8 +200,13 @@ def _invalid(site: str, ref: str, exc: Exception, subject_id: str | None) -> Map
     )
 
 
-def bad_line(session: Session, site: str, line: BadLine, summary: SyncSummary) -> None:
-    """A source line that is no resource at all: an ``invalid_resource`` issue on the line."""
+def bad_line(
+    session: Session, site: str, line: BadLine, summary: SyncSummary, page: state.PageRows | None = None
+) -> None:
+    """A source line that is no resource at all: an ``invalid_resource`` issue on the line.
+
+    With ``page`` the issue waits for the page's bulk write.
+    """
     summary.invalid += 1
     scope = line.ref or f"file:{line.location}"
     issue = MappingIssue(
@@ -211,7 +216,7 @@ def bad_line(session: Session, site: str, line: BadLine, summary: SyncSummary) -
         detail=f"{line.location}: {line.problem}",
         source_refs=(line.ref,) if line.ref else (),
     )
-    state.replace_issues(session, site, scope, [issue])
+    state.replace_issues(session, site, scope, [issue], page=page)
 
 
 def too_large(
@@ -253,5 +258,5 @@ def too_large(
         source_refs=(ref,),
     )
     dirty |= state.replace_facts(session, ctx.site, ref, [], known=known, mark=False, page=page)
-    state.replace_issues(session, ctx.site, ref, [issue], known=known)
+    state.replace_issues(session, ctx.site, ref, [issue], known=known, page=page)
     return row
