@@ -62,7 +62,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = "demo-north"
-BATCH = 20
+BEFORE_BATCH = 20  # issue 18: patients per search before batches were packed to the URL budget
 PAGE = 500
 CHANGED = 0.01  # the share of resources changed at the server before the incremental pass
 INCREMENTAL_GOAL = 5.0  # % of the full sync's time (ideally near the share changed)
@@ -70,7 +70,13 @@ SYNC_GOAL = 2.0  # issue 9: a full sync within 2x the time of the bare page walk
 
 
 def source_settings(base_url: str) -> dict[str, Any]:
-    return {"kind": "fhir-rest", "base_url": base_url, "patient_batch_size": BATCH, "page_size": PAGE}
+    """The REST source as a site sets it: default batching (packed up to max_url_bytes)."""
+    return {"kind": "fhir-rest", "base_url": base_url, "page_size": PAGE}
+
+
+def before_settings(base_url: str) -> dict[str, Any]:
+    """The source as it batched before issue 18: a fixed 20 patients per search, whatever the URL."""
+    return {**source_settings(base_url), "patient_batch_size": BEFORE_BATCH, "max_url_bytes": 65536}
 
 
 def config_for(work: Path, data: Path, base_url: str, source: dict[str, Any] | None = None) -> Any:
@@ -120,7 +126,6 @@ def phase_bare(data: Path, base_url: str) -> dict[str, Any]:
     """The same searches with nothing but requests + json: the speed limit of the server and the wire."""
     import requests
 
-    from adapter import roster as roster_mod
     from adapter import sync
     from adapter.fhir import rest
     from adapter.mapping import discovery
@@ -147,12 +152,9 @@ def phase_bare(data: Path, base_url: str) -> dict[str, Any]:
             params = None
         return found
 
-    entries = roster_mod.load_roster(config.sites[0].roster).entries
     patients = []
-    for start in range(0, len(entries), BATCH):
-        batch = entries[start : start + BATCH]
-        tokens = ",".join(f"{e.identifier_system}|{e.identifier_value}" for e in batch)
-        patients += walk(f"{base_url}/Patient", {"identifier": tokens, "_count": str(PAGE)})
+    for query in source.identifier_queries():
+        patients += walk(f"{base_url}/Patient", dict(query.params))
     ids = [p["id"] for p in patients]
     for resource_type in ("Observation", "MedicationAdministration", "Procedure"):
         for query in source.plan(resource_type, ids, None):
@@ -233,19 +235,26 @@ def phase_sync(data: Path, base_url: str, work: Path, changed: float) -> dict[st
         "peak_rss_mib": round(peak_rss_mib(), 1),
     }
     ingest.OVERLAP = dt.timedelta(0)
-    patients = len(setup.roster.entries)
-    batches = -(-patients // BATCH)
-    again = incremental_pass(setup, sessions)
-    result["again"] = {
-        **again,
-        "expected": batches + 3 * batches,  # identifier searches + one per (type, batch)
-        "pages_beyond_first": again["searches"] - 4 * batches,
-    }
+    before_config = config_for(work, data, base_url, before_settings(base_url))
+    before = sync.SiteSetup.load(before_config, before_config.sites[0])
+    for name, pass_setup in (("again_before", before), ("again", setup)):
+        again = incremental_pass(pass_setup, sessions)
+        expected = searches_planned(pass_setup)
+        result[name] = {**again, "expected": expected, "pages_beyond_first": again["searches"] - expected}
     if changed:
         for spread in ("clustered", "spread"):
             changes = change_resources(base_url, data, sessions, changed, clustered=spread == "clustered")
             result[spread] = {"changes": changes, **incremental_pass(setup, sessions)}
     return result
+
+
+def searches_planned(setup: Any) -> int:
+    """Searches an incremental pass plans: identifier searches, then one per (type, batch, code chunk)."""
+    source = setup.make_source()
+    ids = [line.resource["id"] for line in source.patients() if hasattr(line, "resource")]
+    since = dt.datetime.now(dt.UTC)  # any instant: _lastUpdated has the same length
+    types = ("Observation", "MedicationAdministration", "Procedure")
+    return len(source.identifier_queries()) + sum(len(source.plan(t, ids, since)) for t in types)
 
 
 def incremental_pass(setup: Any, sessions: Any) -> dict[str, Any]:
@@ -271,6 +280,7 @@ def incremental_pass(setup: Any, sessions: Any) -> dict[str, Any]:
     return {
         "seconds": round(seconds, 2),
         "searches": len(answers),
+        "ehr_requests": summary.ehr_requests,
         "server_seconds": round(sum(answers), 2),
         "fetched": summary.resources_read - len(setup.roster.entries),  # every pass reads the patients
         "remapped": summary.resources_mapped,
@@ -493,6 +503,15 @@ def summarize(big: dict[str, Any], little: dict[str, Any] | None, changed: float
         f"(one per type and batch plus identifier searches: {again['expected']}), {again['remapped']} "
         f"re-mapped, {again['records_changed']} records changed, {again['outbox_added']} outbox items"
     )
+    if "again_before" in sync:
+        before = sync["again_before"]
+        ratio = again["ehr_requests"] / max(before["ehr_requests"], 1)
+        summary.append(
+            f"EHR requests per incremental pass at {big['patients']:,} patients: "
+            f"{before['ehr_requests']} with {BEFORE_BATCH} patients per search, "
+            f"{again['ehr_requests']} packed to max_url_bytes "
+            f"({100 * ratio:.0f} %; goal <= 50 %): {'met' if ratio <= 0.5 else 'not met'}"
+        )
     for spread in ("clustered", "spread"):
         if spread not in sync:
             continue

@@ -65,6 +65,11 @@ class BulkExportSource:
         return self._client
 
     @property
+    def requests_made(self) -> int:
+        """HTTP requests sent to the site's server so far (kick-off, polls, downloads; every try)."""
+        return self._client.requests_sent if self._client is not None else 0
+
+    @property
     def exporter(self) -> bulk.BulkExport:
         return bulk.BulkExport(
             self.client,

@@ -108,6 +108,7 @@ class FhirClient:
         self.session = sessions.open_session(
             tls or TlsSettings(), peer="this site", tls_table="[sites.source.tls]", log_extra={"site": site}
         )
+        self.requests_sent = 0  # every try of every request: what a pass costs the server
 
     # ------------------------------------------------------------------ urls
 
@@ -158,6 +159,7 @@ class FhirClient:
             request_headers = dict(headers or {})
             if authenticate:
                 request_headers.update(self.auth.headers(self))
+            self.requests_sent += 1
             try:
                 body = data() if callable(data) else data
                 response = self.session.request(

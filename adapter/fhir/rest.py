@@ -2,7 +2,8 @@
 
 docs/design.md §2.  Patients are found by searching their roster identifiers
 (``Patient?identifier=system|value,...``), never by name.  Then, per
-resource type, one search per batch of patients (``patient=a,b,c``), with
+resource type, one search per batch of patients (``patient=a,b,c``; as many
+as fit the URL budget, halved if the server refuses: ``adapter.fhir.batching``), with
 the codes the caller wants (``adapter.fhir.wanted``; for a sync, the
 catalog's mapped Observation codes; long code lists are split over several
 searches) and, for Observations, the configured categories; all
@@ -31,14 +32,15 @@ import hashlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import orjson
 import prometheus_client
 
+from adapter import errors
 from adapter import roster as roster_mod
-from adapter.fhir import bundles, connect, http, medications, prefetch, verify
+from adapter.fhir import batching, bundles, connect, http, medications, prefetch, verify
 from adapter.fhir import settings as fhir_settings
+from adapter.fhir.batching import Query
 from adapter.fhir.source import BadLine, Page, SourceLine
 from adapter.fhir.wanted import Wanted
 
@@ -50,18 +52,6 @@ UNASKED_PATIENTS = prometheus_client.Counter(
     ["site"],
 )
 CURSOR_VERSION = 1
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Query:
-    """One search: a resource type and its parameters (without paging)."""
-
-    resource_type: str
-    params: tuple[tuple[str, str], ...]
-
-    def fingerprint(self) -> bytes:
-        return orjson.dumps([self.resource_type, self.params])
 
 
 @dataclass(frozen=True)
@@ -100,6 +90,11 @@ def code_tokens(codes: Iterable[tuple[str, str]]) -> list[str]:
     return sorted({f"{escape_token(system)}|{escape_token(code)}" for system, code in codes})
 
 
+def identifier_token(entry: roster_mod.RosterEntry) -> str:
+    """The ``system|value`` search token of a roster identifier."""
+    return f"{escape_token(entry.identifier_system)}|{escape_token(entry.identifier_value)}"
+
+
 def plan_fingerprint(queries: Sequence[Query]) -> str:
     """Identifies a query plan, so a cursor is only used with the plan that wrote it."""
     return hashlib.sha256(b"\n".join(q.fingerprint() for q in queries)).hexdigest()[:16]
@@ -109,11 +104,6 @@ def search_since(since: dt.datetime) -> str:
     """The ``_lastUpdated`` value for "changed after ``since``", in UTC to the millisecond."""
     moment = since if since.tzinfo is not None else since.replace(tzinfo=dt.UTC)
     return "gt" + moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 class RestSearchSource:
@@ -139,6 +129,7 @@ class RestSearchSource:
         self._client = client
         self._complete_pass = False
         self._medications: medications.MedicationResolver | None = None
+        self._narrowest: int | None = None  # batch size after a server refused a URL as too long
 
     @property
     def client(self) -> http.FhirClient:
@@ -178,33 +169,39 @@ class RestSearchSource:
         seen: set[str] = set()
         unasked = 0
         pages_read: set[str] = set()  # one set for all batches: see bundles.walk
-        entries = sorted(self.roster.entries, key=lambda e: (e.identifier_system, e.identifier_value))
-        for batch in chunks(entries, self.settings.patient_batch_size):
-            tokens = [
-                f"{escape_token(e.identifier_system)}|{escape_token(e.identifier_value)}" for e in batch
-            ]
-            params = {"identifier": ",".join(tokens), "_count": str(max(self.settings.page_size, len(batch)))}
-            values = [e.identifier_value for e in batch]
+        values = {identifier_token(e): e.identifier_value for e in self.roster.entries}
+        queries = self.identifier_queries()
+        index = 0
+        while index < len(queries):
+            query = queries[index]
+            params = dict(query.params)
             asked = verify.Expected.of_search("Patient", params)
-            for page in bundles.walk(
-                self.client,
-                "Patient",
-                resource_type="Patient",
-                params=params,
-                sensitive=values,
-                strict=self.settings.strict_search,
-                visited=pages_read,
-                next_links=self.settings.next_links,
-            ):
-                for line in page.lines:
-                    if isinstance(line, SourceLine):
-                        if not verify.asked_patient(asked, line.resource):
-                            unasked += 1
-                            continue
-                        if line.resource["id"] in seen:
-                            continue
-                        seen.add(line.resource["id"])
-                    yield line
+            read_any = False
+            try:
+                for page in bundles.walk(
+                    self.client,
+                    "Patient",
+                    resource_type="Patient",
+                    params=params,
+                    sensitive=[values[token] for token in query.batch],
+                    strict=self.settings.strict_search,
+                    visited=pages_read,
+                    next_links=self.settings.next_links,
+                ):
+                    read_any = True
+                    for line in page.lines:
+                        if isinstance(line, SourceLine):
+                            if not verify.asked_patient(asked, line.resource):
+                                unasked += 1
+                                continue
+                            if line.resource["id"] in seen:
+                                continue
+                            seen.add(line.resource["id"])
+                        yield line
+            except errors.NetworkError as refused:
+                queries = self._narrowed(queries, index, refused, read_any)
+                continue
+            index += 1
         if unasked:
             log.warning(
                 "the server's Patient search returned patients that were not asked for (none of the "
@@ -258,7 +255,8 @@ class RestSearchSource:
             # Every page was committed, the end of the pass was not: hand back the watermark.
             yield Page(lines=[], cursor=resume, watermark=watermark)
             return
-        for index in range(cursor.query if cursor else 0, len(queries)):
+        index = cursor.query if cursor else 0
+        while index < len(queries):
             query = queries[index]
             saved_next = cursor.next_url if cursor is not None and index == cursor.query else None
             walk = bundles.walk(
@@ -272,53 +270,125 @@ class RestSearchSource:
                 search=dict(query.params),
                 next_links=self.settings.next_links,
             )
-            for page in walk:
-                if first_page:
-                    first_page = False
-                    watermark = page.server_time
-                    started = watermark.isoformat() if watermark else None
-                    if watermark is None:
-                        log.warning(
-                            "the server gives no time with its search results (no Bundle.meta.lastUpdated, "
-                            "no Date header), so this pass cannot set a watermark",
-                            extra={"site": self.site, "resource_type": resource_type},
-                        )
-                position = PassCursor(
-                    fingerprint, index if page.next_url else index + 1, page.next_url, started
-                )
-                if resource_type == "MedicationAdministration":
-                    self.medications.inline(
-                        [line.resource for line in page.lines if isinstance(line, SourceLine)]
+            read_any = saved_next is not None  # a saved next link is the server's own URL: never split
+            try:
+                for page in walk:
+                    read_any = True
+                    if first_page:
+                        first_page = False
+                        watermark = self._watermark(page, resource_type)
+                        started = watermark.isoformat() if watermark else None
+                    position = PassCursor(
+                        fingerprint, index if page.next_url else index + 1, page.next_url, started
                     )
-                yield Page(lines=page.lines, cursor=position.dump(), watermark=watermark)
+                    if resource_type == "MedicationAdministration":
+                        self.medications.inline(
+                            [line.resource for line in page.lines if isinstance(line, SourceLine)]
+                        )
+                    yield Page(lines=page.lines, cursor=position.dump(), watermark=watermark)
+            except errors.NetworkError as refused:
+                # The refused search returned nothing: ask for its patients again in smaller
+                # batches.  Later cursors belong to the narrowed plan; a resume in another
+                # process plans afresh, finds them foreign and reads this type from the start.
+                queries = self._narrowed(queries, index, refused, read_any)
+                fingerprint = plan_fingerprint(queries)
+                continue
+            index += 1
+
+    def _watermark(self, first: bundles.SearchPage, resource_type: str) -> dt.datetime | None:
+        if first.server_time is None:
+            log.warning(
+                "the server gives no time with its search results (no Bundle.meta.lastUpdated, "
+                "no Date header), so this pass cannot set a watermark",
+                extra={"site": self.site, "resource_type": resource_type},
+            )
+        return first.server_time
 
     def expected_total(self) -> int | None:
         return None  # counting would cost a search per batch; the progress bar runs without a total
 
     # plan -------------------------------------------------------------------
 
+    def identifier_queries(self) -> list[Query]:
+        """The Patient searches by roster identifier, in a stable order."""
+        entries = sorted(self.roster.entries, key=lambda e: (e.identifier_system, e.identifier_value))
+        count = [("_count", str(max(self.settings.page_size, self.settings.patient_batch_size)))]
+        tokens = [identifier_token(e) for e in entries]
+        return [
+            Query.of("Patient", "identifier", batch, count)
+            for batch in self._batches("Patient", "identifier", tokens, count)
+        ]
+
+    @property
+    def requests_made(self) -> int:
+        """HTTP requests sent to the site's server so far (every try, token requests included)."""
+        return self._client.requests_sent if self._client is not None else 0
+
+    def _batches(
+        self, resource_type: str, batch_param: str, values: Sequence[str], other: Sequence[tuple[str, str]]
+    ) -> list[tuple[str, ...]]:
+        """``values`` in batches that fit the URL budget and the batch size (narrowed if a server refused)."""
+        most = self.settings.patient_batch_size
+        if self._narrowest is not None:
+            most = min(most, self._narrowest)
+        return batching.pack(
+            self.settings.base_url,
+            resource_type,
+            batch_param,
+            values,
+            other,
+            max_url_bytes=self.settings.max_url_bytes,
+            most=most,
+        )
+
+    def _narrowed(
+        self, queries: list[Query], index: int, refused: errors.NetworkError, read_any: bool
+    ) -> list[Query]:
+        """The plan with search ``index`` and all after it in half-size batches; else re-raises ``refused``.
+
+        Only a first page refused for its URL's length is asked again: a
+        refused next link is the server's own URL, and re-asking would read
+        the pages before it twice.  The smaller size holds for the rest of
+        the pass (every type), so each long search is refused once at most.
+        """
+        size = len(queries[index].batch) // 2
+        if read_any or size < 1 or not batching.url_too_long(refused):
+            raise refused
+        self._narrowest = size
+        log.warning(
+            "the server refused a search URL as too long; asking for fewer patients per search "
+            "for the rest of this pass (lower max_url_bytes to avoid the refusals)",
+            extra={"site": self.site, "resource_type": queries[index].resource_type, "batch": size},
+        )
+        return batching.narrowed(queries, index, size)
+
     def plan(self, resource_type: str, patient_ids: Sequence[str], since: dt.datetime | None) -> list[Query]:
         """The searches one pass runs for a resource type, in a stable order."""
         settings = self.settings
         extra: list[tuple[str, str]] = []
-        code_chunks: list[Sequence[str]] = [()]
+        if resource_type == "Observation" and settings.observation_category:
+            extra.append(("category", ",".join(settings.observation_category)))
+        if since is not None:
+            extra.append(("_lastUpdated", search_since(since)))
+        extra.append(("_count", str(settings.page_size)))
+        code_chunks: list[tuple[str, ...]] = [()]
         wanted_codes = self.wanted.codes_for(resource_type)
         if wanted_codes is not None:
             codes = code_tokens(wanted_codes)
             if not codes:
                 return []  # nothing wanted: asking without a code filter would fetch everything
-            code_chunks = list(chunks(codes, settings.codes_per_query))
-        if resource_type == "Observation":
-            if settings.observation_category:
-                extra.append(("category", ",".join(settings.observation_category)))
-        if since is not None:
-            extra.append(("_lastUpdated", search_since(since)))
+            code_chunks = batching.pack_codes(
+                settings.base_url,
+                resource_type,
+                codes,
+                extra,
+                max_url_bytes=settings.max_url_bytes,
+                most=settings.codes_per_query,
+            )
+        ids = [escape_token(i) for i in sorted(patient_ids)]
         queries = []
-        for batch in chunks(sorted(patient_ids), settings.patient_batch_size):
-            for codes_chunk in code_chunks:
-                params = [("patient", ",".join(escape_token(i) for i in batch))]
-                if codes_chunk:
-                    params.append(("code", ",".join(codes_chunk)))
-                params += [*extra, ("_count", str(settings.page_size))]
-                queries.append(Query(resource_type, tuple(params)))
+        for codes_chunk in code_chunks:
+            other = [("code", ",".join(codes_chunk)), *extra] if codes_chunk else extra
+            for batch in self._batches(resource_type, "patient", ids, other):
+                queries.append(Query.of(resource_type, "patient", batch, other))
         return queries

@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 import pydantic
 from pydantic import BaseModel, Field
 
-from adapter.fhir import profiles
+from adapter.fhir import batching, profiles
 from adapter.net import settings as net_settings
 from adapter.net.settings import URL_PATTERN, BearerAuth, NoAuth, Resolve, Strict, TlsSettings
 
@@ -187,7 +187,19 @@ class RestSource(FhirServerSettings):
 
     kind: Literal["fhir-rest"] = Field(description='"fhir-rest": the site\'s FHIR R4 search API')
     patient_batch_size: int = Field(
-        20, ge=1, le=200, description="patients per search (patient=a,b,c), 1 to 200"
+        100,
+        ge=1,
+        le=1000,
+        description="most patients per search (patient=a,b,c), 1 to 1000 (default 100); a search holds "
+        "fewer when its URL would pass max_url_bytes; 1 for a server without OR-lists",
+    )
+    max_url_bytes: int = Field(
+        batching.DEFAULT_MAX_URL_BYTES,
+        ge=512,
+        le=65536,
+        description="longest search URL the adapter sends, in bytes, 512 to 65536 (default 2000): "
+        "patients are packed into a search up to it; lower it if the server or its gateway refuses long "
+        "URLs (414), raise it (e.g. 8000) to send fewer searches to a server that takes them",
     )
     page_size: int = Field(100, ge=1, le=1000, description="resources per page (_count), 1 to 1000")
     codes_per_query: int = Field(

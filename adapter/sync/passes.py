@@ -105,6 +105,8 @@ def sync_site(
             server_faults.record(session, site.id, fault)
         raise
     finally:
+        # Sources that talk HTTP count their requests (adapter.fhir.http); a folder makes none.
+        summary.ehr_requests = getattr(source, "requests_made", 0)
         finish_run(sessions, summary, outcome, started)
     return summary
 

@@ -45,6 +45,9 @@ class SyncSummary:
     upserts: int = 0
     retractions: int = 0
     issues_resolved: int = 0
+    # HTTP requests the pass sent to the site's server (every try; 0 for a folder source):
+    # what a pass costs the EHR, which the patient batch size and max_url_bytes drive.
+    ehr_requests: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     # Resource type -> resources the source stopped listing whose retraction
     # the guard held back (adapter.sync.retraction_guard); empty on a normal pass.

@@ -125,6 +125,25 @@ def test_incremental_pass_without_changes_asks_once_per_type_and_batch_and_write
     assert cursor_row(config, "Observation").watermark >= watermark
 
 
+def test_packed_batches_ask_fewer_requests_for_the_same_records(
+    demo_server: FhirServer, tmp_path: Path
+) -> None:
+    def run(name: str, **source: Any) -> tuple[Records, Any]:
+        config = server_config(tmp_path / name, demo_server.base_url, ("demo-north",), **source)
+        before = requests_made("demo-north")
+        summary = job.run_once(config, config.sites).syncs[0]
+        assert summary.ehr_requests == requests_made("demo-north") - before  # the summary counts them all
+        return repository_records(config), summary
+
+    # Pages of 1000 hold every answer, so requests are searches.
+    one_by_one, single = run("single", patient_batch_size=1, page_size=1000)
+    packed_records, packed = run("packed", page_size=1000)  # as many patients as fit max_url_bytes
+    assert packed_records == one_by_one
+    assert packed.resources_read == single.resources_read
+    # 4 roster patients: 4 identifier searches and 3 x 4 type searches, against 1 + 3.
+    assert (single.ehr_requests, packed.ehr_requests) == (4 + 3 * 4, 1 + 3)
+
+
 def test_updates_arrive_incrementally_and_a_full_sweep_retires_deletes(
     fhir_server_factory: FhirServerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

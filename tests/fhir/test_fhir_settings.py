@@ -92,6 +92,16 @@ def test_bulk_work_dir_resolves(tmp_path: Path) -> None:
             "source.page_size: Input should be less than or equal to 1000; expected resources per page",
         ),
         (
+            {"kind": "fhir-rest", "base_url": "https://x/fhir", "max_url_bytes": 100},
+            "source.max_url_bytes: Input should be greater than or equal to 512; expected longest search "
+            "URL the adapter sends",
+        ),
+        (
+            {"kind": "fhir-rest", "base_url": "https://x/fhir", "patient_batch_size": 0},
+            "source.patient_batch_size: Input should be greater than or equal to 1; expected most patients "
+            "per search",
+        ),
+        (
             {
                 "kind": "fhir-rest",
                 "base_url": "https://x/fhir",

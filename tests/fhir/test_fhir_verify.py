@@ -159,7 +159,7 @@ def test_walk_stops_at_a_foreign_result_before_handing_on_its_page(client: http.
 
 def test_a_server_profile_sets_defaults_and_the_sites_own_keys_win() -> None:
     base = {"kind": "fhir-rest", "base_url": "https://ehr.example.org/fhir", "auth": {"kind": "none"}}
-    assert settings.RestSource(**base).patient_batch_size == 20
+    assert settings.RestSource(**base).patient_batch_size == 100
     epic = settings.RestSource(**base, server_profile="epic")
     assert epic.patient_batch_size == 1
     assert settings.RestSource(**base, server_profile="epic", patient_batch_size=5).patient_batch_size == 5
