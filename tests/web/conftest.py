@@ -28,7 +28,7 @@ from adapter.demo import site as demo_site
 from adapter.mapping import overrides
 from adapter.reconciliation import override_fix
 from adapter.service import job
-from adapter.store import db
+from adapter.store import db, models
 from adapter.web import accounts
 from adapter.web.app import create_app
 from adapter.web.throttle import LoginThrottle
@@ -58,6 +58,14 @@ JOB_STATE = re.compile(r'data-testid="job-state"><span class="badge job-(\w+)"')
 def fix_file(config: config_mod.Config, site: str = "demo-east") -> Path:
     """The site's own mapping fix file, where the console's fixes go."""
     return overrides.path_for(config.overrides_dir(), site)
+
+
+def issue_status(config: config_mod.Config, key: str) -> str:
+    """An issue's status as the state holds it now."""
+    with db.open_store(config.store.url)() as session:
+        row = session.get(models.IssueRow, key)
+        assert row is not None
+        return row.status
 
 
 def text_or_none(path: Path) -> str | None:

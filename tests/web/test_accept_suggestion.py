@@ -23,6 +23,7 @@ from .conftest import (
     finished_job,
     fix_file,
     issue_link,
+    issue_status,
     job_state,
     login,
     started_job,
@@ -30,13 +31,6 @@ from .conftest import (
 )
 
 ACCEPT_FORM = re.compile(r'<form method="post" action="(/issues/[0-9a-f]+/accept)"')
-
-
-def issue_status(config: config_mod.Config, key: str) -> str:
-    with db.open_store(config.store.url)() as session:
-        row = session.get(models.IssueRow, key)
-        assert row is not None
-        return row.status
 
 
 def audit_count(config: config_mod.Config) -> int:

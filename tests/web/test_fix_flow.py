@@ -23,16 +23,10 @@ from .conftest import (
     fix_and_wait,
     fix_file,
     issue_link,
+    issue_status,
     job_state,
     login,
 )
-
-
-def issue_status(config: config_mod.Config, key: str) -> str:
-    with db.open_store(config.store.url)() as session:
-        row = session.get(models.IssueRow, key)
-        assert row is not None
-        return row.status
 
 
 def eligibility_of(config: config_mod.Config, subject: str) -> dict[str, dict[str, object]]:

@@ -34,6 +34,7 @@ from .conftest import (
     finished_job,
     fix_file,
     issue_link,
+    issue_status,
     job_state,
     login,
     started_job,
@@ -55,13 +56,6 @@ def counts(config: config_mod.Config) -> tuple[int, int]:
         audit = session.scalar(sa.select(sa.func.count()).select_from(models.AuditEntry))
         outbox = session.scalar(sa.select(sa.func.count()).select_from(models.OutboxItem))
     return int(audit or 0), int(outbox or 0)
-
-
-def issue_status(config: config_mod.Config, key: str) -> str:
-    with db.open_store(config.store.url)() as session:
-        row = session.get(models.IssueRow, key)
-        assert row is not None
-        return row.status
 
 
 def test_a_fix_answers_at_once_and_its_page_follows_it_to_the_result(
