@@ -158,6 +158,9 @@ class Catalog:
     _ucum_by_spelling: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
     # Display text -> whether it looks like a protocol concept (adapter.mapping.triage).
     triage_memo: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # Tables of the mapping folder read once per catalog by the modules that use them
+    # (the synonym table: adapter.mapping.suggest.synonyms_of), keyed by file name.
+    folder_tables: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def canonical_system(self, system: str | None) -> str:
         return canonical(system or "", self.system_aliases)

@@ -46,7 +46,7 @@ def outside_protocol(
     None when no coding is of a standard system, or when any display or the
     text looks like a protocol concept.
     """
-    synonyms = _synonyms(catalog)
+    synonyms = suggest.synonyms_of(catalog)
     if not synonyms.concepts:  # nothing to tell protocol analytes by: every code is an issue
         return None
     standard = [
@@ -63,11 +63,6 @@ def outside_protocol(
     code = f"{catalog.canonical_system(first.system)}|{first.code.strip()}"
     display = (first.display or text or "").strip()[:_DISPLAY_LIMIT]
     return OutsideCode(code=code, display=display)
-
-
-def _synonyms(catalog: catalog_mod.Catalog) -> suggest.SynonymTable:
-    """The synonym table of the catalog's mapping folder (cached by ``suggest``); none without a folder."""
-    return suggest.load_synonyms(catalog.mapping_dir) if catalog.mapping_dir else suggest.NO_SYNONYMS
 
 
 def _looks_like_protocol(catalog: catalog_mod.Catalog, synonyms: suggest.SynonymTable, name: str) -> bool:

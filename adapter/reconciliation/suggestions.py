@@ -178,9 +178,7 @@ class _SiteTerms:
     @classmethod
     def load(cls, config: config_mod.Config, site: str) -> _SiteTerms:
         catalog = site_files.catalog(config, site)
-        synonyms = suggest.load_synonyms(catalog.mapping_dir) if catalog.mapping_dir else suggest.NO_SYNONYMS
-        synonyms.check_against(catalog)
-        return cls(catalog, synonyms)
+        return cls(catalog, suggest.synonyms_of(catalog))
 
     def rank(self, row: models.IssueRow, sent: SentUnderCode, top: int) -> list[IssueSuggestion]:
         """The best ``top`` concepts over every name sent, each scored by its best name."""

@@ -21,7 +21,13 @@ person makes it one (``trial-adapter map``, the console).
 """
 
 from adapter.mapping.suggest.ranking import Suggestion, looks_like_protocol, suggest
-from adapter.mapping.suggest.synonyms import NO_SYNONYMS, SYNONYMS_FILE, SynonymTable, load_synonyms
+from adapter.mapping.suggest.synonyms import (
+    NO_SYNONYMS,
+    SYNONYMS_FILE,
+    SynonymTable,
+    load_synonyms,
+    synonyms_of,
+)
 
 __all__ = [
     "NO_SYNONYMS",
@@ -31,4 +37,5 @@ __all__ = [
     "load_synonyms",
     "looks_like_protocol",
     "suggest",
+    "synonyms_of",
 ]

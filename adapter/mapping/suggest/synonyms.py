@@ -31,7 +31,7 @@ from adapter import errors
 from adapter.mapping import catalog as catalog_mod
 from adapter.mapping.suggest import text
 
-SYNONYMS_FILE = "synonyms.toml"
+SYNONYMS_FILE = catalog_mod.SYNONYMS_FILE  # hashed into the catalog version there
 
 TermKind = Literal["name", "abbreviation"]
 _TERM_FIELDS: tuple[TermKind, ...] = ("name", "abbreviation")
@@ -132,6 +132,21 @@ class SynonymTable:
 
 
 NO_SYNONYMS = SynonymTable(path=None, concepts={})
+
+
+def synonyms_of(catalog: catalog_mod.Catalog) -> SynonymTable:
+    """The synonym table of the catalog's mapping folder, read and checked once per catalog.
+
+    Triage asks for it for every resource with an unknown standard code, so
+    it is kept on the catalog rather than looked up (a file stat) each time;
+    a catalog without a folder has none.
+    """
+    table = catalog.folder_tables.get(SYNONYMS_FILE)
+    if table is None:
+        table = load_synonyms(catalog.mapping_dir) if catalog.mapping_dir else NO_SYNONYMS
+        table.check_against(catalog)
+        catalog.folder_tables[SYNONYMS_FILE] = table
+    return table
 
 
 def load_synonyms(mapping_dir: Path) -> SynonymTable:
