@@ -275,6 +275,9 @@ def test_kill_9_mid_sync_then_restart_gives_the_same_repository(
     config = first.config
     started = first.wait_for(lambda e: e["event"] == "sync started")
     wait_until(lambda: first_page_committed(config, started["site"]), 20, "the first committed page")
+    # Frozen at once, so the pass cannot finish while status is asked: the kill lands mid-pass
+    # however fast a pass has become (a stopped process still holds its lock and is alive).
+    first.process.send_signal(signal.SIGSTOP)
     capsys.readouterr()
     assert main(["status", "--json", "-c", str(path)]) == 0
     during = {s["site"]: s for s in orjson.loads(capsys.readouterr().out)["sites"]}
