@@ -88,11 +88,19 @@ def _models_in(annotation: Any) -> typing.Iterator[type[BaseModel]]:
             yield from _models_in(argument)
 
 
-def _prune(value: Any, spec: Spec | None) -> Any:
-    if spec is None:
-        return value
+def _prune(value: Any, spec: Spec) -> Any:
+    """``value`` with only the keys ``spec`` names, at every depth.
+
+    A key whose spec is None is kept whole without a call: most kept fields
+    are leaves, and a call per leaf was most of the cost of storing a resource.
+    """
+    if isinstance(value, dict):
+        kept = {}
+        for key, item in value.items():
+            if key in spec:
+                inner = spec[key]
+                kept[key] = item if inner is None else _prune(item, inner)
+        return kept
     if isinstance(value, list):
         return [_prune(item, spec) for item in value]
-    if isinstance(value, dict):
-        return {key: _prune(item, spec[key]) for key, item in value.items() if key in spec}
     return value
