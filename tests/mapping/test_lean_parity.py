@@ -33,6 +33,7 @@ from adapter.demo import site as demo_site
 from adapter.fhir import ndjson, source
 from adapter.fhir.validation import Mode, lean_models
 from adapter.mapping import catalog, engine
+from adapter.mapping.facts import Fact
 from adapter.mapping.issues import IssueKind
 from adapter.store import db, models
 
@@ -107,6 +108,7 @@ def test_every_demo_resource_maps_identically() -> None:
         lean_result, r4b_result = both(raw, contexts[site_id])
         assert lean_result == r4b_result, f"{site_id} {location}"
         assert lean_result[0] == "mapped", f"{site_id} {location}"
+        _assert_facts_as_validated(lean_result[1])
         kinds |= {issue.kind.value for issue in lean_result[1].issues}
     # The planted messes are among them, so the comparison covered issue paths too.
     assert {"not_final", "missing_value", "missing_time", "study_drug_text_only", "unknown_unit"} <= kinds
@@ -528,11 +530,22 @@ def _mutated(
 GENERATED = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+def _assert_facts_as_validated(result: engine.MappingResult) -> None:
+    """Facts are built without validation (``context.fact``): each must be what validation makes of it."""
+    for fact in result.facts:
+        validated = Fact.model_validate(fact.model_dump())
+        assert validated == fact
+        assert validated.model_dump_json() == fact.model_dump_json()
+        for name in Fact.model_fields:
+            assert type(getattr(validated, name)) is type(getattr(fact, name)), name
+
+
 def _assert_parity(raw: dict[str, Any]) -> None:
     lean_result, r4b_result = both(raw)
     assert lean_result == r4b_result
     if lean_result[0] == "mapped":
         result = lean_result[1]
+        _assert_facts_as_validated(result)
         kept = result.facts or result.issues or result.ignored or result.not_counted or result.outside
         assert kept  # nothing vanishes
 
@@ -797,3 +810,24 @@ def test_a_page_written_in_bulk_equals_a_full_resync_and_a_remap(
     assert _stored(config) == first
     sync.remap_site(setup, sessions, everything=True)
     assert _stored(config) == first
+
+
+def test_a_fact_given_integers_holds_floats_as_validation_would() -> None:
+    """``context.fact`` skips validation; its one coercion (numbers to float) must still happen."""
+    from adapter.mapping import context
+
+    concept = next(c for c in CAT.concepts.values() if c.spec.unit is not None)
+    start = dt.datetime(2026, 3, 1, 8, 0, tzinfo=dt.UTC)
+    built = context.fact(
+        CTX,
+        subject_id="S-001",
+        concept=concept,
+        ref="Observation/1",
+        source_version="v:1",
+        status="final",
+        start=start,
+        value=90,
+        reference_high=100,
+    )
+    assert type(built.value) is float and type(built.reference_high) is float
+    assert built.model_dump_json() == Fact.model_validate(built.model_dump()).model_dump_json()
