@@ -19,46 +19,58 @@ from adapter.sync import site_practice
 from adapter.sync.runs import StopCheck, SyncStopped, SyncSummary
 from adapter.sync.setup import SiteSetup
 
+# Subjects derived per transaction: a commit per subject was a third of the
+# derivation's time on SQLite; a batch keeps a stop or crash cheap (what is
+# not committed stays dirty and is derived again by the next pass).
+SUBJECTS_PER_TRANSACTION = 50
+
 
 def derive_dirty(
     setup: SiteSetup, sessions: sessionmaker[Session], summary: SyncSummary, should_stop: StopCheck
 ) -> None:
     """Re-derive every subject marked dirty and enqueue what changed.
 
-    One transaction per subject stores its records, enqueues the changes and
-    clears its dirty mark together.
+    A subject's records, its outbox items and the clearing of its dirty mark
+    commit together, with a few dozen other subjects' (``SUBJECTS_PER_TRANSACTION``).
     """
     site_id = setup.site.id
     with sessions.begin() as session:
         site_practice.note_practice_change(session, setup)
         subjects = state.dirty_subjects(session, site_id)
-    for subject_id in subjects:
+    for start in range(0, len(subjects), SUBJECTS_PER_TRANSACTION):
         if should_stop():
             raise SyncStopped
-        entry = setup.roster.entry(subject_id)
         with sessions.begin() as session:
-            facts = state.subject_facts(session, site_id, subject_id)
-            subject = context.SubjectContext(
-                study=setup.study,
-                site=site_id,
-                subject_id=subject_id,
-                enrolment_date=entry.enrolment_date if entry else None,
-                catalog_version=setup.catalog.version,
-                spo2_without_oxygen_record=setup.site.spo2_without_oxygen_record,
-            )
-            derivation = derive_subject(facts, subject, setup.rules)
-            payloads = {
-                record.record_id: privacy.pseudonymize_record(
-                    record.model_dump(mode="json"),
-                    setup.secret,
-                    site_id,
-                    max_date_shift_days=setup.date_shift_days,
-                )
-                for record in derivation.records
-            }
-            upserts, retractions = records.reconcile_records(session, site_id, subject_id, payloads)
-            state.replace_issues(session, site_id, f"derive:{subject_id}", derivation.issues)
-            state.clear_dirty(session, site_id, subject_id)
-            summary.upserts += upserts
-            summary.retractions += retractions
-            summary.subjects_derived += 1
+            for subject_id in subjects[start : start + SUBJECTS_PER_TRANSACTION]:
+                _derive_subject(session, setup, subject_id, summary)
+
+
+def _derive_subject(session: Session, setup: SiteSetup, subject_id: str, summary: SyncSummary) -> None:
+    """One subject's records derived from its stored facts, reconciled with what was sent, undirtied."""
+    site_id = setup.site.id
+    entry = setup.roster.entry(subject_id)
+    facts = state.subject_facts(session, site_id, subject_id)
+    subject = context.SubjectContext(
+        study=setup.study,
+        site=site_id,
+        subject_id=subject_id,
+        enrolment_date=entry.enrolment_date if entry else None,
+        catalog_version=setup.catalog.version,
+        spo2_without_oxygen_record=setup.site.spo2_without_oxygen_record,
+    )
+    derivation = derive_subject(facts, subject, setup.rules)
+    payloads = {
+        record.record_id: privacy.pseudonymize_record(
+            record.model_dump(mode="json"),
+            setup.secret,
+            site_id,
+            max_date_shift_days=setup.date_shift_days,
+        )
+        for record in derivation.records
+    }
+    upserts, retractions = records.reconcile_records(session, site_id, subject_id, payloads)
+    state.replace_issues(session, site_id, f"derive:{subject_id}", derivation.issues)
+    state.clear_dirty(session, site_id, subject_id)
+    summary.upserts += upserts
+    summary.retractions += retractions
+    summary.subjects_derived += 1
