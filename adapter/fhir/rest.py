@@ -16,7 +16,7 @@ the server's own time when the pass's first search ran (the Bundle's
 committed at the server while the pass was running is at or after that time,
 so the next pass, which asks from the watermark minus the sync's overlap,
 sees it.  The overlap also covers transactions that commit a little after
-the time they stamp.
+the time they stamp.  An incremental pass's first page also carries deletions (``history``).
 
 A page's cursor (JSON: the query plan's fingerprint, the query index, the
 next link and the pass's start time) lets an interrupted pass resume at the
@@ -38,7 +38,7 @@ import prometheus_client
 
 from adapter import errors
 from adapter import roster as roster_mod
-from adapter.fhir import batching, bundles, connect, http, medications, prefetch, verify
+from adapter.fhir import batching, bundles, connect, history, http, medications, prefetch, verify
 from adapter.fhir import settings as fhir_settings
 from adapter.fhir.batching import Query
 from adapter.fhir.source import BadLine, Page, SourceLine
@@ -130,6 +130,7 @@ class RestSearchSource:
         self._complete_pass = False
         self._medications: medications.MedicationResolver | None = None
         self._narrowest: int | None = None  # batch size after a server refused a URL as too long
+        self._deletions = history.Deletions(site, settings)  # the type's deletions on a first page
 
     @property
     def client(self) -> http.FhirClient:
@@ -160,6 +161,7 @@ class RestSearchSource:
     def patients(self) -> Iterator[SourceLine | BadLine]:
         """Roster patients, found by identifier search in batches; each Patient once."""
         self._complete_pass = True  # a pass begins; pages() clears it if the pass is partial
+        self._deletions.new_pass()
         if not self.settings.incremental:
             log.warning(
                 "incremental passes are off for this source (incremental = false): every pass reads "
@@ -250,6 +252,7 @@ class RestSearchSource:
         started = cursor.started if cursor else None
         watermark = bundles.parse_instant(started) if started else None
         first_page = cursor is None
+        deleted: list[str] = []  # read after the first page's search (never older), handed on with it
         pages_read: set[str] = set()  # one set for all searches of the pass: see bundles.walk
         if cursor is not None and cursor.query >= len(queries):
             # Every page was committed, the end of the pass was not: hand back the watermark.
@@ -278,6 +281,7 @@ class RestSearchSource:
                         first_page = False
                         watermark = self._watermark(page, resource_type)
                         started = watermark.isoformat() if watermark else None
+                        deleted = self._deletions.deleted_since(self.client, resource_type, since)
                     position = PassCursor(
                         fingerprint, index if page.next_url else index + 1, page.next_url, started
                     )
@@ -285,7 +289,8 @@ class RestSearchSource:
                         self.medications.inline(
                             [line.resource for line in page.lines if isinstance(line, SourceLine)]
                         )
-                    yield Page(lines=page.lines, cursor=position.dump(), watermark=watermark)
+                    yield Page(page.lines, position.dump(), watermark, deleted)
+                    deleted = []
             except errors.NetworkError as refused:
                 # The refused search returned nothing: ask for its patients again in smaller
                 # batches.  Later cursors belong to the narrowed plan; a resume in another

@@ -231,6 +231,13 @@ class RestSource(FhirServerSettings):
         "(_lastUpdated); false for a server that ignores _lastUpdated (trial-adapter check says so): every "
         "pass reads everything (consider fhir-bulk with _since instead)",
     )
+    deletions_from_history: bool = Field(
+        True,
+        description="true (the default): an incremental pass also reads the type's history since the "
+        "last pass ([base]/[type]/_history?_since=, where the server declares history-type) and retires "
+        "what was deleted, within one sync interval instead of at the next full sweep; false never asks "
+        "for history (a server whose history is slow or too long): deletions wait for the full sweep",
+    )
     next_links: Literal["repair", "refuse"] = Field(
         "repair",
         description="what to do with a next link that drops the search's parameters (patient, code, "

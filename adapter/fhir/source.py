@@ -11,6 +11,13 @@ last committed page (docs/design.md §2).  ``watermark`` is the time the
 source vouches for: once every page of a resource type is committed, the
 sync stores it, and the next incremental pass asks only for resources
 changed after it (minus an overlap for clock skew).
+
+A page may also carry ``deleted``: ``Type/id`` of resources the source knows
+were deleted at the site (a type's ``_history``, a Bulk export's ``deleted``
+files).  The sync retires them in the page's transaction, after its lines,
+so a crash before the commit reads them again, and retiring one twice
+changes nothing.  A source reports all of a type's deletions of a pass on
+one page, so the retraction guard weighs them together.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ class Page:
     lines: list[SourceLine | BadLine] = field(default_factory=list)
     cursor: str | None = None  # opaque: where to resume after this page
     watermark: dt.datetime | None = None
+    deleted: list[str] = field(default_factory=list)  # "Type/id" deleted at the site (see above)
 
 
 class Source(Protocol):

@@ -2,9 +2,10 @@
 
 Each page's resources are mapped (``resources.ingest_one``) and committed
 with the type's cursor, so a crash resumes from the last committed page;
-the watermark moves only when the last page is in.  After a complete
-listing, the resources the source no longer lists are retired, unless the
-retraction guard holds the type back.
+the watermark moves only when the last page is in.  Resources a page says
+were deleted at the site are retired with it (``adapter.sync.deletions``);
+after a complete listing, the resources the source no longer lists are
+retired too.  Either way, unless the retraction guard holds the type back.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from adapter.fhir.validation import Mode
 from adapter.mapping import engine
 from adapter.store import models, state
 from adapter.store.models import utcnow
-from adapter.sync import retraction_guard
+from adapter.sync import deletions, retraction_guard
 from adapter.sync.resources import Row, bad_line, ingest_one, too_large
 from adapter.sync.runs import Progress, StopCheck, SyncStopped, SyncSummary
 from adapter.sync.setup import SiteSetup
@@ -43,12 +44,15 @@ def ingest_type(
     full: bool,
     progress: Progress | None,
     should_stop: StopCheck,
+    max_retraction_share: float,
 ) -> None:
     """Map every new or changed resource of one type, one committed page at a time.
 
-    The page's results and its cursor commit together; the watermark moves
-    only when the last page is in, so a crash resumes from the last page and
-    never skips what the interrupted pass had not reached.
+    The page's results, the deletions it reports and its cursor commit
+    together; the watermark moves only when the last page is in, so a crash
+    resumes from the last page and never skips what the interrupted pass had
+    not reached.  A page's deletions are applied after its resources: a
+    source reads them no earlier than the resources it hands on with them.
     """
     with sessions.begin() as session:
         cursor = _cursor(session, ctx.site, resource_type)
@@ -89,6 +93,10 @@ def ingest_type(
                 )
             new_rows.write(session)
             state.mark_dirty(session, ctx.site, dirty)
+            if page.deleted:
+                deletions.retire_deleted(
+                    session, ctx.site, resource_type, page.deleted, summary, max_retraction_share
+                )
             cursor = _cursor(session, ctx.site, resource_type)
             cursor.resume = page.cursor
             cursor.updated_at = utcnow()
@@ -179,8 +187,4 @@ def _retire(session: Session, site_id: str, resource_type: str, summary: SyncSum
         )
     )
     for row in gone:
-        ref = f"{row.resource_type}/{row.resource_id}"
-        state.replace_facts(session, site_id, ref, [])
-        state.replace_issues(session, site_id, ref, [])
-        row.outcome = "deleted"
-        summary.vanished += 1
+        deletions.retire(session, site_id, row, summary)

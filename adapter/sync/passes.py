@@ -89,6 +89,7 @@ def sync_site(
                 full=full,
                 progress=progress,
                 should_stop=stop,
+                max_retraction_share=setup.max_retraction_share,
             )
             _fault_cleared(sessions, site.id, resource_type)
         if source.complete_listing:

@@ -101,8 +101,14 @@ def patient_refs(source: Any) -> list[str]:
 def test_incremental_pass_without_changes_asks_once_per_type_and_batch_and_writes_nothing(
     demo_server: FhirServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Searches only: the history requests of deletions_from_history are counted in test_fhir_deletions.py.
     config = server_config(
-        tmp_path, demo_server.base_url, ("demo-north",), page_size=1000, patient_batch_size=2
+        tmp_path,
+        demo_server.base_url,
+        ("demo-north",),
+        page_size=1000,
+        patient_batch_size=2,
+        deletions_from_history=False,
     )
     setup, sessions = setup_and_store(config)
     sync.sync_site(setup, sessions)
@@ -149,7 +155,8 @@ def test_updates_arrive_incrementally_and_a_full_sweep_retires_deletes(
 ) -> None:
     server = fhir_server_factory()
     server.load_ndjson(paths.demo_data_dir() / "demo-north")
-    config = server_config(tmp_path, server.base_url, ("demo-north",))
+    # Without the type's history (deletions_from_history = false; test_fhir_deletions.py has it on).
+    config = server_config(tmp_path, server.base_url, ("demo-north",), deletions_from_history=False)
     setup, sessions = setup_and_store(config)
     job.run_once(config, config.sites)
     first = repository_records(config)
@@ -163,8 +170,8 @@ def test_updates_arrive_incrementally_and_a_full_sweep_retires_deletes(
     incremental = sync.sync_site(setup, sessions)
     assert incremental.resources_mapped == 1 and incremental.unchanged == 0  # the update, once
     assert incremental.upserts >= 1 and incremental.vanished == 0
-    # An incremental search cannot see a deletion (the Source protocol has no tombstones);
-    # the periodic full sweep does, and retracts what the deleted procedure fed.
+    # An incremental search cannot see a deletion; the periodic full sweep does, and retracts
+    # what the deleted procedure fed.
     sweep = sync.sync_site(setup, sessions, full=True)
     assert sweep.vanished == 1 and sweep.retractions >= 1
     outbox.drain(sessions, sinks.make_sink(config.repository))
