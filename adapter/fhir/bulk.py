@@ -49,6 +49,7 @@ EXPORT_TYPES = ("Patient", "Observation", "MedicationAdministration", "Procedure
 # Medication names the drug of an administration (adapter/fhir/medications.py).
 REFERENCED_TYPES = ("Medication",)
 STATE_FILE = "export-state.json"
+DELETED_PREFIX = "deleted"  # deleted.001.ndjson: no resource type, so never read as resources
 DOWNLOAD_DIR = "download"
 CHUNK_BYTES = 1 << 16
 ERROR_FILE_BYTES = 1 << 20  # of an export's error file, only the start is read
@@ -207,7 +208,7 @@ class BulkExport:
             waited += delay
 
     def _download(self, state: ExportState, manifest: dict[str, Any]) -> int:
-        """Stream every output file of the wanted types to disk, skipping files already there."""
+        """Stream the wanted types' output files and the deleted files to disk, skipping those on disk."""
         self.folder.mkdir(parents=True, exist_ok=True)
         authenticate = manifest.get("requiresAccessToken") is not False
         counts: dict[str, int] = {}
@@ -225,12 +226,16 @@ class BulkExport:
             self._stream(url, self.folder / name, authenticate)
             state.downloaded.append(name)
             self.save_state(state)
+        # Bulk Data v2: what was deleted since _since, as Bundles of DELETEs (bulk_source.deleted_refs).
         deleted = manifest.get("deleted")
-        if isinstance(deleted, list) and deleted:
-            log.warning(
-                "the export lists deleted resources; they are retired by the next full pass",
-                extra={"site": self.client.site, "files": len(deleted)},
-            )
+        for number, item in enumerate(deleted if isinstance(deleted, list) else [], start=1):
+            url = item.get("url") if isinstance(item, dict) else None
+            name = f"{DELETED_PREFIX}.{number:03d}.ndjson"
+            if not isinstance(url, str) or (name in state.downloaded and (self.folder / name).exists()):
+                continue
+            self._stream(url, self.folder / name, authenticate)
+            state.downloaded.append(name)
+            self.save_state(state)
         return files
 
     def _stream(self, url: str, target: Path, authenticate: bool) -> None:

@@ -16,6 +16,11 @@ really reads everything and may retire what vanished.
 
 An export that was downloaded but not completely read (a crash mid-pass) is
 read again by the next pass, from the page after the last committed one.
+
+The export's ``deleted`` files (Bulk Data v2: what was deleted since
+``_since``) ride on a type's last page, so its deletions are retired with
+it and weighed together by the retraction guard; a resource the same export
+also lists in its output was deleted and created again, and is not deleted.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import orjson
 
-from adapter.fhir import bulk, bundles, connect, http, medications
+from adapter.fhir import bulk, bundles, connect, history, http, medications, ndjson
 from adapter.fhir import settings as fhir_settings
 from adapter.fhir.ndjson import read_resources
 from adapter.fhir.source import BadLine, Page, SourceLine
@@ -119,16 +126,23 @@ class BulkExportSource:
         lines = bulk.lines_for_patients(export.folder, resource_type, wanted, cap)
         resolver = self._medications(export) if resource_type == "MedicationAdministration" else None
         number, page, yielded = 0, [], False
+        deleted = deleted_refs(self.site, export.folder, resource_type, cap)
+        # Ids the deleted files name that the output lists too: deleted and created again, so not deleted.
+        # Only those are kept, not every id of the type: an export can hold millions.
+        named, listed = {ref.partition("/")[2] for ref in deleted}, set()
         for line in lines:
             number += 1
+            if named and isinstance(line, SourceLine) and line.resource["id"] in named:
+                listed.add(line.resource["id"])
             if number <= skip:
                 continue
             page.append(line)
             if len(page) >= self.page_size:
                 yield self._page(page, resolver, _cursor(export_id, resource_type, number), export)
                 page, yielded = [], True
-        if page or not yielded:  # the last page; an empty one still carries the watermark
-            yield self._page(page, resolver, _cursor(export_id, resource_type, number), export)
+        deleted = [ref for ref in deleted if ref.partition("/")[2] not in listed]
+        if page or not yielded or deleted:  # the last page; an empty one still carries the watermark
+            yield self._page(page, resolver, _cursor(export_id, resource_type, number), export, deleted)
         self._mark_read(resource_type)
 
     def _medications(self, export: bulk.ExportResult) -> medications.MedicationResolver:
@@ -146,10 +160,11 @@ class BulkExportSource:
         resolver: medications.MedicationResolver | None,
         cursor: str,
         export: bulk.ExportResult,
+        deleted: list[str] | None = None,
     ) -> Page:
         if resolver is not None:
             resolver.inline([line.resource for line in lines if isinstance(line, SourceLine)])
-        return Page(lines, cursor, export.transaction_time)
+        return Page(lines, cursor, export.transaction_time, deleted or [])
 
     def expected_total(self) -> int | None:
         return None  # unknown until the export is done
@@ -230,3 +245,55 @@ def _resume_position(resume: str | None, export_id: str, resource_type: str) -> 
         return 0
     lines = data.get("lines")
     return lines if isinstance(lines, int) and lines > 0 else 0
+
+
+def deleted_refs(
+    site: str, folder: Path, resource_type: str, max_bytes: int = ndjson.MAX_RESOURCE_BYTES
+) -> list[str]:
+    """``Type/id`` of the resources of one type the export's ``deleted`` files list.
+
+    Each line is a Bundle whose entries carry ``request.method`` DELETE and
+    ``request.url`` ``Type/id``
+    (https://hl7.org/fhir/uv/bulkdata/export.html#response---complete-status).
+    Entries of other types or methods are ignored; a line that is no such
+    Bundle (or is over ``max_bytes``) is skipped with a warning: a deletion
+    missed now is retired by the next full export, one retired wrongly would
+    retract a subject's record.
+    """
+    found: set[str] = set()
+    unreadable = 0
+    for path in sorted(folder.glob(f"{bulk.DELETED_PREFIX}.*.ndjson")):
+        with path.open("rb") as handle:
+            for _number, line, _size in ndjson.bounded_lines(handle, max_bytes):
+                if line is not None and not line.strip():
+                    continue
+                entries = _bundle_entries(line)
+                if entries is None:
+                    unreadable += 1
+                    continue
+                for entry in entries:
+                    request = entry.get("request") if isinstance(entry, dict) else None
+                    if not isinstance(request, dict) or str(request.get("method")).upper() != "DELETE":
+                        continue
+                    ref = history.reference(request.get("url"))
+                    if ref is not None and ref.partition("/")[0] == resource_type:
+                        found.add(ref)
+    if unreadable:
+        log.warning(
+            "lines of the export's deleted files are not Bundles of deletions; what they list waits for "
+            "the next full export",
+            extra={"site": site, "resource_type": resource_type, "lines": unreadable},
+        )
+    return sorted(found)
+
+
+def _bundle_entries(line: bytes | None) -> list[Any] | None:
+    """The entries of one line's Bundle; None for a line that is none (or was too long to read)."""
+    try:
+        bundle = orjson.loads(line) if line is not None else None
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        return None
+    entries = bundle.get("entry", [])
+    return entries if isinstance(entries, list) else None
