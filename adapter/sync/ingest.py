@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.fhir.source import BadLine, Source, SourceLine
 from adapter.fhir.validation import Mode
 from adapter.mapping import engine
-from adapter.store import models, state
+from adapter.store import models, planner, state
 from adapter.store.models import utcnow
 from adapter.sync import deletions, retraction_guard
 from adapter.sync.resources import Row, bad_line, ingest_one, too_large
@@ -45,6 +45,7 @@ def ingest_type(
     progress: Progress | None,
     should_stop: StopCheck,
     max_retraction_share: float,
+    statistics: planner.Statistics | None = None,
 ) -> None:
     """Map every new or changed resource of one type, one committed page at a time.
 
@@ -100,6 +101,8 @@ def ingest_type(
             cursor = _cursor(session, ctx.site, resource_type)
             cursor.resume = page.cursor
             cursor.updated_at = utcnow()
+        if statistics is not None:
+            statistics.wrote(len(page.lines))
         if progress:
             progress(len(page.lines))
     with sessions.begin() as session:

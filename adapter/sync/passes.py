@@ -20,7 +20,7 @@ from adapter import errors
 from adapter.fhir.source import Source
 from adapter.fhir.validation import Mode
 from adapter.mapping import engine
-from adapter.store import state
+from adapter.store import planner, state
 from adapter.sync import collector, server_faults
 from adapter.sync.derive import derive_dirty
 from adapter.sync.ingest import ingest_type, retire_vanished
@@ -63,6 +63,7 @@ def sync_site(
     summary = SyncSummary(site=site.id)
     with sessions.begin() as session:
         summary.run_id = open_run(session, site.id)
+    statistics = planner.Statistics(sessions)  # PostgreSQL: ANALYZE as the pass loads rows
     log.info("sync started", extra={"site": site.id, "run_id": summary.run_id})
     outcome = "failed"
     try:
@@ -90,6 +91,7 @@ def sync_site(
                 progress=progress,
                 should_stop=stop,
                 max_retraction_share=setup.max_retraction_share,
+                statistics=statistics,
             )
             _fault_cleared(sessions, site.id, resource_type)
         if source.complete_listing:
