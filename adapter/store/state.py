@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from adapter.mapping.facts import Fact
 from adapter.mapping.issues import IssueKind, MappingIssue
-from adapter.store import models
+from adapter.store import bulk_insert, models
 from adapter.store.issues_batch import PageIssues
 from adapter.store.models import utcnow
 
@@ -85,13 +85,12 @@ class PageRows:
         return source
 
     def write(self, session: Session) -> None:
-        # Core executemany on the session's connection: no ORM bookkeeping per row.
+        # Straight to the session's connection: no ORM bookkeeping per row.
         connection = session.connection()
-        if self.sources:
-            connection.execute(sa.insert(models.SourceResource), [vars(source) for source in self.sources])
+        sources = [vars(source) for source in self.sources]
+        bulk_insert.insert_rows(connection, models.SourceResource, sources)
         facts = [row for rows in self.facts.values() for row in rows]
-        if facts:
-            connection.execute(sa.insert(models.FactRow), facts)
+        bulk_insert.insert_rows(connection, models.FactRow, facts)
         self.sources, self.facts = [], {}
         self.issues.write(session)
 
