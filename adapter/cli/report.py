@@ -21,8 +21,10 @@ def print_summary(config: config_mod.Config, result: job.JobResult) -> int:
     sites = Table(
         title="Sync (resources read / mapped / unchanged; records upserted / retracted)", title_justify="left"
     )
-    for column in ("site", "read", "mapped", "same", "facts", "subjects", "upserts", "retracts", "s"):
-        sites.add_column(column, justify="right" if column != "site" else "left", no_wrap=True)
+    sites.add_column("site", no_wrap=True)
+    # Headings may wrap or shorten so that at 80 columns every number still shows whole.
+    for column in ("read", "mapped", "same", "facts", "subjects", "upserts", "retracts", "EHR requests", "s"):
+        sites.add_column(column, justify="right")
     for s in result.syncs:
         sites.add_row(
             s.site,
@@ -33,6 +35,7 @@ def print_summary(config: config_mod.Config, result: job.JobResult) -> int:
             str(s.subjects_derived),
             str(s.upserts),
             str(s.retractions),
+            str(s.ehr_requests),  # what the pass cost the site's server; 0 for a folder source
             f"{s.seconds:.1f}",
         )
     console.print(sites)

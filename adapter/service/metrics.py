@@ -5,8 +5,8 @@ other modules define (``trial_adapter_http_responses`` in the FHIR client)
 appear on the same ``/metrics`` page:
 
 - **counters** of what this process did (resources fetched, facts written,
-  records enqueued and delivered, sync runs by outcome), updated after each
-  job from its summary;
+  requests sent to the EHR, records enqueued and delivered, sync runs by
+  outcome), updated after each job from its summary;
 - **gauges read from the state database at scrape time** (open issues by
   kind, outbox backlog and the age of its oldest item, last successful sync
   per site, current records), so they are right even after a restart and
@@ -47,6 +47,11 @@ RESOURCES_MAPPED = prometheus_client.Counter(
 FACTS_WRITTEN = prometheus_client.Counter(
     f"{PREFIX}_facts_written", "Facts written by mapping, by site.", ["site"]
 )
+# What a pass costs the site's server (SyncSummary.ehr_requests: every try, 0 for a folder source),
+# the figure site IT weighs against patient_batch_size and max_url_bytes.
+EHR_REQUESTS = prometheus_client.Counter(
+    f"{PREFIX}_ehr_requests", "HTTP requests sync passes sent to a site's EHR (every try), by site.", ["site"]
+)
 RECORDS_ENQUEUED = prometheus_client.Counter(
     f"{PREFIX}_records_enqueued",
     "Protocol record changes put in the outbox, by site and operation (upsert, retract).",
@@ -76,6 +81,7 @@ def record_sync(summary: SyncSummary, *, kind: str, outcome: str) -> None:
     RESOURCES_FETCHED.labels(site).inc(summary.resources_read)
     RESOURCES_MAPPED.labels(site).inc(summary.resources_mapped)
     FACTS_WRITTEN.labels(site).inc(summary.facts_written)
+    EHR_REQUESTS.labels(site).inc(summary.ehr_requests)
     RECORDS_ENQUEUED.labels(site, "upsert").inc(summary.upserts)
     RECORDS_ENQUEUED.labels(site, "retract").inc(summary.retractions)
     SYNC_RUNS.labels(site, kind, outcome).inc()

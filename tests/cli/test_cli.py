@@ -7,14 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from adapter import actors, errors
 from adapter import config as config_mod
-from adapter.cli import main
+from adapter.cli import common, main, report
+from adapter.service import job
 from adapter.store import db, models
+from adapter.sync import SyncSummary
 
+from cli_site import column_text
 from support import write_test_secret
 
 runner = CliRunner()
@@ -39,8 +43,10 @@ def test_demo_prints_summary_and_writes_records(tmp_path: Path) -> None:
     assert "Delivered 0 change(s)" in again.output
 
 
-def test_sync_check_and_issues_on_a_config_file(tmp_path: Path) -> None:
+def test_sync_check_and_issues_on_a_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from adapter import paths
+
+    monkeypatch.setattr(common.console, "width", 120)  # the sync table's headings whole
 
     data = paths.demo_data_dir() / "demo-east"
     write_test_secret(tmp_path / "site.key")
@@ -66,6 +72,7 @@ path = "repo"
     assert runner.invoke(main.app, ["check", "-c", str(config)]).exit_code == 0
     result = runner.invoke(main.app, ["sync", "-c", str(config), "--once", "-q", "--fail-on-issues"])
     assert result.exit_code == errors.EXIT_ISSUES_OPEN, result.output
+    assert column_text(result.output, "EHR requests") == "0", "a folder source asks the EHR nothing"
     listed = runner.invoke(main.app, ["issues", "list", "-c", str(config), "--kind", "unknown_code"])
     assert "0099" in listed.output
     key = "demo-east|unknown_code|code:http://hospital-east.example/fhir/lis|0099"
@@ -86,6 +93,26 @@ path = "repo"
     assert "0099" not in listed.output
     missing = runner.invoke(main.app, ["issues", "show", "nope", "-c", str(config)])
     assert missing.exit_code == 2 and "no issue with key" in missing.output
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_sync_table_shows_the_requests_each_pass_sent_the_ehr(
+    width: int,
+    fresh_demo: config_mod.Config,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(common.console, "width", width)
+    passes = [SyncSummary(site="demo-north", resources_read=611, ehr_requests=1234, seconds=12.3)]
+    report.print_summary(fresh_demo, job.JobResult(syncs=passes, delivery=None))
+    lines = capsys.readouterr().out.splitlines()
+    table = lines[1 : lines.index(next(line for line in lines if line.startswith("└"))) + 1]
+    assert max(len(line) for line in table) <= width
+    row = next(line for line in table if "demo-north" in line)
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells == ["demo-north", "611", "0", "0", "0", "0", "0", "0", "1234", "12.3"], "every number whole"
+    if width == 120:  # at 80 the headings shorten instead
+        assert column_text("\n".join(table), "EHR requests") == "1234"
 
 
 def _actors_of(config_path: Path, action_prefix: str) -> list[str]:

@@ -6,20 +6,31 @@ import datetime as dt
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapter import config as config_mod
-from adapter import errors
+from adapter import errors, paths
 from adapter.fhir import http as fhir_http
 from adapter.service import health, job, metrics, status
 from adapter.store import counts, db
 from adapter.sync import SyncSummary
 
-from support import TEST_SECRET
+from fhirserver import FhirServerFactory, fhir_server_factory  # noqa: F401
+from support import TEST_SECRET, prepare_demo_workdir
 
 DemoRun = tuple[config_mod.Config, job.JobResult]
+
+
+def metric_samples(body: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A ``/metrics`` page as (sample name, sorted labels) -> value."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
 
 
 def fetch(address: str, path: str) -> tuple[int, str]:
@@ -63,22 +74,60 @@ def test_healthz_and_readyz_answer_from_the_probes(
 def test_metrics_page_has_the_counters(endpoint: tuple[health.HealthServer, dict[str, object]]) -> None:
     server, _ = endpoint
     assert fhir_http.RESPONSES is not None
-    summary = SyncSummary(site="health-test", resources_read=7, facts_written=5, upserts=3, seconds=1.5)
+    summary = SyncSummary(
+        site="health-test", resources_read=7, facts_written=5, upserts=3, ehr_requests=4, seconds=1.5
+    )
     metrics.record_sync(summary, kind="sync", outcome="ok")
     code, body = fetch(server.address, "/metrics")
     assert code == 200
-    samples = {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(body)
-        for sample in family.samples
-    }
+    samples = metric_samples(body)
     site = (("site", "health-test"),)
     assert samples[("trial_adapter_resources_fetched_total", site)] == 7
     assert samples[("trial_adapter_facts_written_total", site)] == 5
+    assert samples[("trial_adapter_ehr_requests_total", site)] == 4
     assert samples[("trial_adapter_records_enqueued_total", (("operation", "upsert"), *site))] == 3
     assert samples[("trial_adapter_sync_runs_total", (("kind", "sync"), ("outcome", "ok"), *site))] == 1
     assert samples[("trial_adapter_last_sync_duration_seconds", site)] == 1.5
     assert "# TYPE trial_adapter_http_responses_total counter" in body, "the FHIR client's counter shows too"
+
+
+def test_the_ehr_requests_of_a_sync_show_on_the_metrics_page(
+    endpoint: tuple[health.HealthServer, dict[str, object]],
+    fhir_server_factory: FhirServerFactory,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A pass against a real FHIR server: ``/metrics`` counts the requests it sent, as the summary does."""
+    server, _ = endpoint
+    fhir = fhir_server_factory()
+    fhir.load_ndjson(paths.demo_data_dir() / "demo-north")
+    config = fhir_rest_config(tmp_path, fhir.base_url, "demo-north")
+    key = ("trial_adapter_ehr_requests_total", (("site", "demo-north"),))
+    before = metric_samples(fetch(server.address, "/metrics")[1])
+    summary = job.run_once(config, config.sites).syncs[0]
+    metrics.record_sync(summary, kind="sync", outcome="ok")  # what the service does after each pass
+    after = metric_samples(fetch(server.address, "/metrics")[1])
+    answered = http_responses(after, "demo-north") - http_responses(before, "demo-north")
+    assert summary.ehr_requests > 0 and answered == summary.ehr_requests, "every request was answered once"
+    assert after[key] - before.get(key, 0.0) == summary.ehr_requests
+
+
+def fhir_rest_config(workdir: Path, base_url: str, site_id: str) -> config_mod.Config:
+    """The demo config with one site reading from a FHIR server (REST search) instead of its folder."""
+    demo = prepare_demo_workdir(workdir)
+    raw = demo.model_dump(mode="json", exclude={"source_file"}, exclude_defaults=True)
+    raw["study"] = {"id": demo.study.id, "mappings": str(demo.study.mappings)}
+    raw["sites"] = [site for site in raw["sites"] if site["id"] == site_id]
+    raw["sites"][0]["source"] = {"kind": "fhir-rest", "base_url": base_url}
+    return config_mod.config_from_dict(raw, base_dir=workdir)
+
+
+def http_responses(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], site_id: str) -> float:
+    """The FHIR client's own count of a site's responses, over all statuses."""
+    return sum(
+        value
+        for (name, labels), value in samples.items()
+        if name == "trial_adapter_http_responses_total" and ("site", site_id) in labels
+    )
 
 
 def test_a_busy_port_is_a_config_error_with_the_fix(
