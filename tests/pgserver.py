@@ -77,13 +77,17 @@ class PostgresServer:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise RuntimeError(f"{args[0]} failed: {result.stdout}{result.stderr}{tail}")
 
-    def start(self) -> None:
+    def start(self, durable: bool = False) -> None:
+        """initdb and start; ``durable`` keeps PostgreSQL's own defaults (fsync, synchronous commits).
+
+        Tests run without them (nothing to keep after the session); a
+        benchmark runs with them, as a site's database would.
+        """
         self._run("initdb", "-D", str(self.data_dir / "data"), "-U", "postgres", "-A", "trust", "-E", "UTF8",
                   "--no-locale", "--no-sync")  # fmt: skip
-        options = (
-            f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
-        )
+        options = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c max_connections=100"
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data_dir / "data"), "-l", str(self.data_dir / "server.log"),
                   "-w", "-t", "60", "-o", options, "start")  # fmt: skip
 
@@ -107,8 +111,8 @@ class PostgresServer:
 
 
 @functools.cache
-def server() -> PostgresServer:
-    """The session's server, started on first use and stopped when the test process exits."""
+def server(durable: bool = False) -> PostgresServer:
+    """The session's server, started on first use and stopped when the process exits (see ``start``)."""
     bin_dir = _find_bin_dir()
     if bin_dir is None:
         _install()
@@ -121,5 +125,5 @@ def server() -> PostgresServer:
         shutil.chown(data_dir, user="postgres", group="postgres")
     instance = PostgresServer(bin_dir=bin_dir, data_dir=data_dir, port=_free_port(), as_postgres=as_postgres)
     atexit.register(instance.stop)
-    instance.start()
+    instance.start(durable)
     return instance
