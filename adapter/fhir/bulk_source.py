@@ -91,14 +91,20 @@ class BulkExportSource:
 
     @property
     def complete_listing(self) -> bool:
-        """True after a pass read only full (no ``_since``) exports and resumed nothing."""
+        """True after a pass read every type it asked for from a full (no ``_since``) export, resuming none.
+
+        The Patients do not count: the sync weighs only the mapped types'
+        resources (``retraction_guard.vanished_counts``) and links patients
+        from every link it stored.  So a ``--full`` pass whose Patients came
+        from the incremental export, before ``pages`` exported everything,
+        is still a complete listing, and the nightly sweep retires what
+        vanished even where the server lists no deletions.
+        """
         return self._complete_pass
 
     def patients(self) -> Iterator[SourceLine | BadLine]:
-        self._complete_pass = True
+        self._complete_pass = True  # pages() clears it for a type read from changes or resumed
         self._export = self._current_or_new()
-        if self._export.since is not None:
-            self._complete_pass = False
         yield from read_resources(self._export.folder, "Patient", self.settings.max_resource_bytes)
         self._mark_read("Patient")
 

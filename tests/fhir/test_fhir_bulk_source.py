@@ -114,3 +114,4 @@ def test_a_full_read_of_an_incremental_export_exports_everything(tmp_path: Any, 
     list(source.patients())  # incremental export (_since set)
     list(source.pages("Observation", patient_refs=["Patient/a"], since=None, resume=None))  # --full
     assert [k.get("_since") for k in kickoffs()] == [None, "2025-06-01T09:55:00.000Z", None]
+    assert source.complete_listing is True  # what vanished from the full export may be retired

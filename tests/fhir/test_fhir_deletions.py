@@ -221,6 +221,23 @@ def test_with_the_switch_off_deletions_wait_for_the_full_sweep(
     assert sync.sync_site(setup, sessions, full=True).vanished == 1
 
 
+def test_the_nightly_sweep_of_a_bulk_site_retires_what_an_export_without_deleted_files_hid(
+    fhir_server_factory: FhirServerFactory, tmp_path: Path
+) -> None:
+    """sekmet's export never lists deletions: the incremental pass cannot see one, the --full pass must.
+
+    The full pass first takes the incremental export for its Patients, then
+    exports everything for its types; it is still a complete listing.
+    """
+    server = north_server(fhir_server_factory)
+    config, setup, sessions = synced(server, tmp_path, kind="fhir-bulk", work_dir="bulk")
+    server.delete("Procedure", TRANSPLANT)
+    assert sync.sync_site(setup, sessions).vanished == 0
+    assert stored(config, "Procedure", TRANSPLANT)[0] != "deleted"
+    assert sync.sync_site(setup, sessions, full=True).vanished == 1
+    assert stored(config, "Procedure", TRANSPLANT) == ("deleted", 0)
+
+
 # ------------------------------------------------- what sekmet cannot be made to do, over sekmet
 
 
