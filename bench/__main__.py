@@ -1,6 +1,6 @@
 """Run every benchmark and write bench/results.md with the machine and date.
 
-    python -m bench                  # the sizes the issues ask for (~55 min on 2 cores)
+    python -m bench                  # the sizes the issues ask for (~70 min on 2 cores)
     python -m bench --size medium    # about a tenth of that (~6 min)
     python -m bench --size quick     # only checks that the benches still run (~2 min)
     python -m bench --only sync_bench --only memory_bench
@@ -13,7 +13,7 @@ Lines a benchmark prints as ``summary: ...`` (each figure as a ratio against
 its ceiling or goal, and whether the goal is met) are also gathered at the
 top of results.md, so the verdicts can be read without the details.
 
-Where the ~55 minutes of the full sizes go (estimated from medium and quick
+Where the ~70 minutes of the full sizes go (estimated from medium and quick
 runs on 2 shared cores; the machine matters more than the estimate):
 
 - map_bench, 1,000,000 resources: ~12 min (ten times its medium run);
@@ -21,6 +21,9 @@ runs on 2 shared cores; the machine matters more than the estimate):
   ~12 min, most of it loading the server (~3.5 min), two bare walks, the
   source walk and the full sync (~1.5 min each), and three incremental
   passes;
+- bulk_bench, 1,000 patients through sekmet's Bulk export: ~14 min, most of
+  it the full REST sync the deletion passes start from (~7 min), the Bulk
+  full sweep (~2.5 min) and loading the server (~2 min); medium ~1 min;
 - delivery_bench, 100,000 records to file and 5,000 to FHIR, best of 2:
   ~4 min;
 - memory_bench, full syncs of 100, 1,000 and 10,000 patients from NDJSON:
@@ -55,6 +58,7 @@ BENCHES = {
         "quick": ["--resources", "5000"],
     },
     "sync_bench": {"full": [], "medium": ["--patients", "100", "--small", "20"], "quick": ["--quick"]},
+    "bulk_bench": {"full": [], "medium": ["--patients", "100"], "quick": ["--quick"]},
     "memory_bench": {
         "full": [],
         "medium": ["--patients", "10", "100", "1000"],
