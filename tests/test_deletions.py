@@ -203,6 +203,11 @@ def test_many_deletions_at_once_are_held_and_the_next_complete_listing_decides(n
     with sessions() as session:
         held = session.get(models.IssueRow, key)
         assert held is not None and held.status == "open" and held.value == str(len(ids))
+        # Said as what happened: the source named them deleted, and the full sweep will check.
+        assert f"reports {len(ids)} of the {len(ids)} stored MedicationAdministration resources deleted" in (
+            held.detail or ""
+        )
+        assert "no longer lists" not in (held.detail or "") and "full sweep" in (held.detail or "")
         assert not session.scalars(sa.select(models.RetractionApproval)).all()  # no approval spent
 
     # The next complete listing (the folder still lists them all) says they were not deleted.

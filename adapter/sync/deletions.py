@@ -62,7 +62,7 @@ def retire_deleted(
         return 0
     counts = retraction_guard.Vanished(resource_type, _stored(session, site_id, resource_type), len(rows))
     if retraction_guard.is_suspicious(counts, max_share):
-        retraction_guard.hold(session, site_id, counts)
+        retraction_guard.hold(session, site_id, counts, reported_deleted=True)
         summary.held[resource_type] = max(summary.held.get(resource_type, 0), counts.vanished)
         log.warning(
             "retraction held back: the source reports an unusual share of a type deleted",

@@ -96,24 +96,41 @@ def use_approval(session: Session, site: str, resource_type: str, run_id: int) -
     return max((approval.max_count for approval in approvals), default=0)
 
 
-def hold(session: Session, site: str, counts: Vanished) -> None:
-    """Raise (or keep) the site-level issue that says what was held back and how to go on."""
+def hold(session: Session, site: str, counts: Vanished, *, reported_deleted: bool = False) -> None:
+    """Raise (or keep) the site-level issue that says what was held back and how to go on.
+
+    ``reported_deleted``: the source named the deletions (a type's history,
+    an export's deleted files) instead of leaving resources out of a
+    complete listing; the next full sweep checks them.
+    """
     scope = SCOPE_PREFIX + counts.resource_type
     percent = round(100 * counts.share)
+    accept = (
+        f'accept it: trial-adapter accept-retraction --site {site} --type {counts.resource_type} --reason "…"'
+    )
+    if reported_deleted:
+        detail = (
+            f"the source reports {counts.vanished} of the {counts.stored} stored {counts.resource_type} "
+            f"resources deleted ({percent} %); nothing of that type was retracted. A broken history or "
+            "export can look like this. The next full sweep lists the type again: if they are there, "
+            "this resolves; if not, they are held there too. If the site really deleted them, "
+            f"{accept}; the next full sweep then retires them"
+        )
+    else:
+        detail = (
+            f"the source no longer lists {counts.vanished} of the {counts.stored} stored "
+            f"{counts.resource_type} resources ({percent} %); nothing of that type was retracted. "
+            "An emptied or missing export file, or a search that failed quietly, looks exactly like "
+            "this: fix the export and this resolves at the next sync. If the site really deleted them, "
+            + accept
+        )
     issue = MappingIssue(
         site=site,
         kind=IssueKind.RETRACTION_HELD,
         scope=scope,
         code=counts.resource_type,
         value=str(counts.vanished),
-        detail=(
-            f"the source no longer lists {counts.vanished} of the {counts.stored} stored "
-            f"{counts.resource_type} resources ({percent} %); nothing of that type was retracted. "
-            "An emptied or missing export file, or a search that failed quietly, looks exactly like "
-            "this: fix the export and this resolves at the next sync. If the site really deleted them, "
-            f"accept it: trial-adapter accept-retraction --site {site} --type {counts.resource_type} "
-            '--reason "…"'
-        ),
+        detail=detail,
     )
     state.replace_issues(session, site, scope, [issue])
 
