@@ -100,8 +100,8 @@ def walk(
     )
     while True:
         page = _checked_next(client, page, resource_type, search, next_links)
-        visited.add(_normal(page.url))
-        if page.next_url is not None and _normal(page.next_url) in visited:
+        visited.add(normal_url(page.url))
+        if page.next_url is not None and normal_url(page.next_url) in visited:
             raise errors.SourceError(
                 f"site {client.site}: {messages.redact_url(page.url)}: the search's next link "
                 f"{messages.redact_url(page.next_url)} points back to a page already read (a paging loop at "
@@ -278,23 +278,39 @@ def _patient(resource: dict[str, Any]) -> str | None:
     return "/".join(reference.split("/_history/")[0].rstrip("/").split("/")[-2:])[:200]
 
 
-def _next_link(client: http.FhirClient, page_url: str, body: dict[str, Any]) -> str | None:
+class BrokenPaging(Exception):
+    """A Bundle's next link that cannot be followed; the message says why (no URL in it)."""
+
+
+def next_link(client: http.FhirClient, page_url: str, body: dict[str, Any]) -> str | None:
+    """The Bundle's next link made absolute; None on the last page.
+
+    Raises ``BrokenPaging`` for a link that is malformed or leads to another
+    server: following it would send our credentials to another host.  Used
+    by searches (``_next_link``) and by type histories (``adapter.fhir.history``).
+    """
     links = body.get("link", [])
     if not isinstance(links, list):
-        raise _broken(client, page_url, "Bundle.link is not a list")
+        raise BrokenPaging("Bundle.link is not a list")
     for link in links:
         if isinstance(link, dict) and link.get("relation") == "next":
             target = link.get("url")
             if not isinstance(target, str) or not target.strip():
-                raise _broken(client, page_url, "the next link has no url")
+                raise BrokenPaging("the next link has no url")
             absolute = urllib.parse.urljoin(page_url, target.strip())
             if urllib.parse.urlsplit(absolute).scheme not in ("http", "https"):
-                raise _broken(client, page_url, "the next link is not an http(s) URL")
+                raise BrokenPaging("the next link is not an http(s) URL")
             if not client.same_server(absolute):
-                # Following it would send our credentials to another host.
-                raise _broken(client, page_url, "the next link points to another server than base_url")
+                raise BrokenPaging("the next link points to another server than base_url")
             return absolute
     return None
+
+
+def _next_link(client: http.FhirClient, page_url: str, body: dict[str, Any]) -> str | None:
+    try:
+        return next_link(client, page_url, body)
+    except BrokenPaging as problem:
+        raise _broken(client, page_url, str(problem)) from None
 
 
 def _broken(client: http.FhirClient, url: str, problem: str) -> errors.SourceError:
@@ -325,7 +341,7 @@ def parse_instant(text: str) -> dt.datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
-def _normal(url: str) -> str:
+def normal_url(url: str) -> str:
     """A URL's identity for loop detection: parameter order and encoding do not matter."""
     parts = urllib.parse.urlsplit(url)
     query = sorted(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))

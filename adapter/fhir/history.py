@@ -100,7 +100,11 @@ def history_types(statement: dict[str, Any]) -> frozenset[str]:
 
 
 def since_value(since: dt.datetime) -> str:
-    """``_since`` as the searches send ``_lastUpdated`` (``rest.search_since``): UTC, milliseconds."""
+    """An instant as ``_since`` and ``_lastUpdated`` take it: UTC to the millisecond, ``Z``.
+
+    The one format for every "changed since" the adapter asks a server: a
+    type's history, a search (``rest.search_since``), a Bulk export's ``_since``.
+    """
     moment = since if since.tzinfo is not None else since.replace(tzinfo=dt.UTC)
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -131,13 +135,13 @@ def deleted_refs(
             # The first entry listed wins (newest first), unless both entries say when and this one is later.
             if held is None or (moment is not None and held[0] is not None and moment > held[0]):
                 newest[ref] = (moment, deleted)
-        visited.add(_normal(response.url))
+        visited.add(bundles.normal_url(response.url))
         next_url = _next(client, response.url, body, where, since_text)
         if next_url is None:
             return sorted(ref for ref, (_moment, deleted) in newest.items() if deleted)
         if not entries:
             raise errors.SourceError(f"{where}: a history page without entries links to a next page")
-        if _normal(next_url) in visited:
+        if bundles.normal_url(next_url) in visited:
             raise errors.SourceError(f"{where}: the history's next link points back to a page already read")
         url, params = next_url, None
     raise errors.SourceError(
@@ -198,32 +202,17 @@ def reference(text: object) -> str | None:
 
 
 def _next(client: http.FhirClient, page_url: str, body: dict[str, Any], where: str, since: str) -> str | None:
-    """The page's next link: absolute, on our server, ``_since`` put back if a history URL lost it."""
-    links = body.get("link", [])
-    if not isinstance(links, list):
-        raise errors.SourceError(f"{where}: Bundle.link is not a list")
-    for link in links:
-        if not isinstance(link, dict) or link.get("relation") != "next":
-            continue
-        target = link.get("url")
-        if not isinstance(target, str) or not target.strip():
-            raise errors.SourceError(f"{where}: the history's next link has no url")
-        absolute = urllib.parse.urljoin(page_url, target.strip())
-        parts = urllib.parse.urlsplit(absolute)
-        if parts.scheme not in ("http", "https") or not client.same_server(absolute):
-            # Following it would send our credentials to another host.
-            raise errors.SourceError(f"{where}: the history's next link points to another server")
-        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-        if parts.path.rstrip("/").endswith("/_history") and "_since" not in dict(query):
-            # Seen from sekmet: next links without _since page through all of the type's history.
-            query.append(("_since", since))
-            absolute = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-        return absolute
-    return None
-
-
-def _normal(url: str) -> str:
-    """A URL's identity for loop detection: parameter order and encoding do not matter."""
-    parts = urllib.parse.urlsplit(url)
-    query = sorted(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query), fragment=""))
+    """The page's next link (``bundles.next_link``), ``_since`` put back if a history URL lost it."""
+    try:
+        absolute = bundles.next_link(client, page_url, body)
+    except bundles.BrokenPaging as problem:
+        raise errors.SourceError(f"{where}: the history's paging is broken: {problem}") from None
+    if absolute is None:
+        return None
+    parts = urllib.parse.urlsplit(absolute)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    if parts.path.rstrip("/").endswith("/_history") and "_since" not in dict(query):
+        # Seen from sekmet: next links without _since page through all of the type's history.
+        query.append(("_since", since))
+        absolute = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+    return absolute
