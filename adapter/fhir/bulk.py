@@ -219,24 +219,23 @@ class BulkExport:
             if kind not in (*self.types, *REFERENCED_TYPES) or not isinstance(url, str):
                 continue
             counts[kind] = counts.get(kind, 0) + 1
-            name = f"{kind}.{counts[kind]:03d}.ndjson"
             files += 1
-            if name in state.downloaded and (self.folder / name).exists():
-                continue
-            self._stream(url, self.folder / name, authenticate)
-            state.downloaded.append(name)
-            self.save_state(state)
-        # Bulk Data v2: what was deleted since _since, as Bundles of DELETEs (bulk_source.deleted_refs).
+            self._download_once(state, url, f"{kind}.{counts[kind]:03d}.ndjson", authenticate)
+        # Bulk Data v2: what was deleted since _since, as Bundles of DELETEs (bulk_source.deleted_by_type).
         deleted = manifest.get("deleted")
         for number, item in enumerate(deleted if isinstance(deleted, list) else [], start=1):
             url = item.get("url") if isinstance(item, dict) else None
-            name = f"{DELETED_PREFIX}.{number:03d}.ndjson"
-            if not isinstance(url, str) or (name in state.downloaded and (self.folder / name).exists()):
-                continue
-            self._stream(url, self.folder / name, authenticate)
-            state.downloaded.append(name)
-            self.save_state(state)
+            if isinstance(url, str):
+                self._download_once(state, url, f"{DELETED_PREFIX}.{number:03d}.ndjson", authenticate)
         return files
+
+    def _download_once(self, state: ExportState, url: str, name: str, authenticate: bool) -> None:
+        """One file of the export to disk, unless an earlier try already put it there; noted in the state."""
+        if name in state.downloaded and (self.folder / name).exists():
+            return
+        self._stream(url, self.folder / name, authenticate)
+        state.downloaded.append(name)
+        self.save_state(state)
 
     def _stream(self, url: str, target: Path, authenticate: bool) -> None:
         part = target.with_name(target.name + ".part")

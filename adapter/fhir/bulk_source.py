@@ -64,6 +64,7 @@ class BulkExportSource:
         self._sleep = sleep
         self._export: bulk.ExportResult | None = None
         self._complete_pass = False
+        self._deleted: tuple[str, dict[str, list[str]]] | None = None  # (export id, refs by type)
 
     @property
     def client(self) -> http.FhirClient:
@@ -132,7 +133,7 @@ class BulkExportSource:
         lines = bulk.lines_for_patients(export.folder, resource_type, wanted, cap)
         resolver = self._medications(export) if resource_type == "MedicationAdministration" else None
         number, page, yielded = 0, [], False
-        deleted = deleted_refs(self.site, export.folder, resource_type, cap)
+        deleted = self._deleted_in(export, export_id).get(resource_type, [])
         # Ids the deleted files name that the output lists too: deleted and created again, so not deleted.
         # Only those are kept, not every id of the type: an export can hold millions.
         named, listed = {ref.partition("/")[2] for ref in deleted}, set()
@@ -150,6 +151,13 @@ class BulkExportSource:
         if page or not yielded or deleted:  # the last page; an empty one still carries the watermark
             yield self._page(page, resolver, _cursor(export_id, resource_type, number), export, deleted)
         self._mark_read(resource_type)
+
+    def _deleted_in(self, export: bulk.ExportResult, export_id: str) -> dict[str, list[str]]:
+        """The export's deleted files by type, read once per export (not once per type it serves)."""
+        if self._deleted is None or self._deleted[0] != export_id:
+            found = deleted_by_type(self.site, export.folder, self.settings.max_resource_bytes)
+            self._deleted = (export_id, found)
+        return self._deleted[1]
 
     def _medications(self, export: bulk.ExportResult) -> medications.MedicationResolver:
         """Medications the export holds (servers may add referenced ones), the rest asked by id."""
@@ -193,8 +201,7 @@ class BulkExportSource:
         until = consumed.get("until")
         since = None
         if isinstance(until, str) and (moment := bundles.parse_instant(until)) is not None:
-            since = (moment - OVERLAP).astimezone(dt.UTC).isoformat(timespec="milliseconds")
-            since = since.replace("+00:00", "Z")
+            since = history.since_value(moment - OVERLAP)
         return self._run(since)
 
     def _run(self, since: str | None) -> bulk.ExportResult:
@@ -256,17 +263,24 @@ def _resume_position(resume: str | None, export_id: str, resource_type: str) -> 
 def deleted_refs(
     site: str, folder: Path, resource_type: str, max_bytes: int = ndjson.MAX_RESOURCE_BYTES
 ) -> list[str]:
-    """``Type/id`` of the resources of one type the export's ``deleted`` files list.
+    """``Type/id`` of the resources of one type the export's ``deleted`` files list (``deleted_by_type``)."""
+    return deleted_by_type(site, folder, max_bytes).get(resource_type, [])
+
+
+def deleted_by_type(
+    site: str, folder: Path, max_bytes: int = ndjson.MAX_RESOURCE_BYTES
+) -> dict[str, list[str]]:
+    """``Type/id`` of every resource the export's ``deleted`` files list, by resource type.
 
     Each line is a Bundle whose entries carry ``request.method`` DELETE and
     ``request.url`` ``Type/id``
     (https://hl7.org/fhir/uv/bulkdata/export.html#response---complete-status).
-    Entries of other types or methods are ignored; a line that is no such
-    Bundle (or is over ``max_bytes``) is skipped with a warning: a deletion
-    missed now is retired by the next full export, one retired wrongly would
-    retract a subject's record.
+    Entries of other methods are ignored; a line that is no such Bundle (or
+    is over ``max_bytes``) is skipped with a warning: a deletion missed now
+    is retired by the next full export, one retired wrongly would retract a
+    subject's record.
     """
-    found: set[str] = set()
+    found: dict[str, set[str]] = {}
     unreadable = 0
     for path in sorted(folder.glob(f"{bulk.DELETED_PREFIX}.*.ndjson")):
         with path.open("rb") as handle:
@@ -282,15 +296,15 @@ def deleted_refs(
                     if not isinstance(request, dict) or str(request.get("method")).upper() != "DELETE":
                         continue
                     ref = history.reference(request.get("url"))
-                    if ref is not None and ref.partition("/")[0] == resource_type:
-                        found.add(ref)
+                    if ref is not None:
+                        found.setdefault(ref.partition("/")[0], set()).add(ref)
     if unreadable:
         log.warning(
             "lines of the export's deleted files are not Bundles of deletions; what they list waits for "
             "the next full export",
-            extra={"site": site, "resource_type": resource_type, "lines": unreadable},
+            extra={"site": site, "lines": unreadable},
         )
-    return sorted(found)
+    return {resource_type: sorted(refs) for resource_type, refs in found.items()}
 
 
 def _bundle_entries(line: bytes | None) -> list[Any] | None:

@@ -102,8 +102,7 @@ def plan_fingerprint(queries: Sequence[Query]) -> str:
 
 def search_since(since: dt.datetime) -> str:
     """The ``_lastUpdated`` value for "changed after ``since``", in UTC to the millisecond."""
-    moment = since if since.tzinfo is not None else since.replace(tzinfo=dt.UTC)
-    return "gt" + moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return "gt" + history.since_value(since)
 
 
 class RestSearchSource:
