@@ -184,16 +184,22 @@ def test_a_crash_before_the_commit_retires_nothing_and_the_next_pass_does(
     assert row(sessions, CREATININE) == row(sessions, second) == ("deleted", 0)
 
 
+def stored_ids(sessions: Any, resource_type: str) -> list[str]:
+    """The ids of the site's stored resources of one type."""
+    with sessions() as session:
+        return list(
+            session.scalars(
+                sa.select(models.SourceResource.resource_id).where(
+                    models.SourceResource.site == SITE, models.SourceResource.resource_type == resource_type
+                )
+            )
+        )
+
+
 def test_many_deletions_at_once_are_held_and_the_next_complete_listing_decides(north: Any) -> None:
     config, setup, sessions = north
     before = repository_records(config)
-    with sessions() as session:
-        ids = session.scalars(
-            sa.select(models.SourceResource.resource_id).where(
-                models.SourceResource.site == SITE,
-                models.SourceResource.resource_type == "MedicationAdministration",
-            )
-        ).all()
+    ids = stored_ids(sessions, "MedicationAdministration")
     refs = [f"MedicationAdministration/{i}" for i in ids]
     source = Deleting(setup.make_source(), {"MedicationAdministration": refs})
     summary = sync.sync_site(setup, sessions, source=source)
@@ -220,13 +226,7 @@ def test_many_deletions_at_once_are_held_and_the_next_complete_listing_decides(n
 
 def test_a_few_deletions_pass_the_guard(north: Any) -> None:
     _config, setup, sessions = north
-    with sessions() as session:
-        ids = session.scalars(
-            sa.select(models.SourceResource.resource_id).where(
-                models.SourceResource.site == SITE,
-                models.SourceResource.resource_type == "MedicationAdministration",
-            )
-        ).all()
+    ids = stored_ids(sessions, "MedicationAdministration")
     share = int(len(ids) * setup.max_retraction_share)  # at the limit, not over it
     assert share >= 2
     refs = [f"MedicationAdministration/{i}" for i in ids[:share]]
