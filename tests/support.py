@@ -117,6 +117,8 @@ def crash_mid_sync_then_resume(
     crash leaves committed pages and an unfinished run for the second run to
     resume from; the caller compares what that resumed run delivered.
     """
+    # Commits of 100 resources: the crash lands after committed pages, not before the first.
+    config = config.model_copy(update={"sync": config.sync.model_copy(update={"resources_per_commit": 100})})
     real = engine.map_resource
     mapped = 0
 

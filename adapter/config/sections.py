@@ -143,7 +143,7 @@ class ScheduleConfig(BaseModel):
 
 
 class SyncConfig(BaseModel):
-    """How a pass treats what the source no longer lists (``adapter.sync.retraction_guard``)."""
+    """How a pass commits, and treats what the source no longer lists (``adapter.sync.retraction_guard``)."""
 
     model_config = StrictModel
 
@@ -154,6 +154,14 @@ class SyncConfig(BaseModel):
         description="largest share of a site's stored resources of one type that one pass may retract "
         "without a person's approval (0.05 = 5 %; a pass that would retract all of a type is always "
         "held back, a single resource never)",
+    )
+    resources_per_commit: int = Field(
+        2000,
+        ge=1,
+        le=50000,
+        description="resources a pass reads and maps before it commits them (1 to 50000; the source's "
+        "pages are joined up to this many: larger loads a big site faster for a little more memory, "
+        "and a crash reads at most this many again)",
     )
 
 

@@ -23,8 +23,9 @@ from adapter.mapping import engine
 from adapter.store import models, planner, state
 from adapter.store.models import utcnow
 from adapter.sync import deletions, retraction_guard
+from adapter.sync.batches import join_pages
 from adapter.sync.resources import Row, bad_line, ingest_one, too_large
-from adapter.sync.runs import Progress, StopCheck, SyncStopped, SyncSummary
+from adapter.sync.runs import Progress, StopCheck, SyncSummary
 from adapter.sync.setup import SiteSetup
 
 log = logging.getLogger(__package__)  # "adapter.sync": one logger name for the whole pass
@@ -46,14 +47,17 @@ def ingest_type(
     should_stop: StopCheck,
     max_retraction_share: float,
     statistics: planner.Statistics | None = None,
+    resources_per_commit: int = 1,
 ) -> None:
     """Map every new or changed resource of one type, one committed page at a time.
 
-    The page's results, the deletions it reports and its cursor commit
-    together; the watermark moves only when the last page is in, so a crash
-    resumes from the last page and never skips what the interrupted pass had
-    not reached.  A page's deletions are applied after its resources: a
-    source reads them no earlier than the resources it hands on with them.
+    A page here is the source's pages joined until ``resources_per_commit``
+    resources are read (``adapter.sync.batches``).  The page's results, the
+    deletions it reports and its cursor commit together; the watermark moves
+    only when the last page is in, so a crash resumes from the last page and
+    never skips what the interrupted pass had not reached.  A page's
+    deletions are applied after its resources: a source reads them no
+    earlier than the resources it hands on with them.
     """
     with sessions.begin() as session:
         cursor = _cursor(session, ctx.site, resource_type)
@@ -61,9 +65,7 @@ def ingest_type(
         resume = None if full else cursor.resume
     watermark: dt.datetime | None = None
     pages = source.pages(resource_type, patient_refs=patient_refs, since=since, resume=resume)
-    for page in pages:
-        if should_stop():
-            raise SyncStopped
+    for page in join_pages(pages, resources_per_commit, should_stop):
         watermark = watermark or page.watermark
         with sessions.begin() as session:
             rows: dict[str, Row] = {**_stored_rows(session, ctx.site, resource_type, page.lines)}

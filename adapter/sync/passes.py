@@ -92,6 +92,7 @@ def sync_site(
                 should_stop=stop,
                 max_retraction_share=setup.max_retraction_share,
                 statistics=statistics,
+                resources_per_commit=setup.resources_per_commit,
             )
             _fault_cleared(sessions, site.id, resource_type)
         if source.complete_listing:

@@ -31,6 +31,7 @@ class SiteSetup:
     secret: bytes
     date_shift_days: int = 0
     max_retraction_share: float = 0.05
+    resources_per_commit: int = 2000
 
     @classmethod
     def load(cls, config: config_mod.Config, site: config_mod.SiteConfig) -> SiteSetup:
@@ -47,6 +48,7 @@ class SiteSetup:
             secret=privacy.load_secret(config.privacy),
             date_shift_days=config.privacy.date_shift_days,
             max_retraction_share=config.sync.max_retraction_share,
+            resources_per_commit=config.sync.resources_per_commit,
         )
 
     def make_source(self) -> Source:

@@ -35,11 +35,18 @@ def demo_config(workdir: Path, sites: tuple[str, ...] = ("demo-north",)) -> conf
 
 
 def server_config(
-    workdir: Path, base_url: str, sites: tuple[str, ...] = ("demo-north",), **source: Any
+    workdir: Path,
+    base_url: str,
+    sites: tuple[str, ...] = ("demo-north",),
+    *,
+    resources_per_commit: int | None = None,
+    **source: Any,
 ) -> config_mod.Config:
     """The demo config with its sites reading from a FHIR server instead of their folders."""
     demo = demo_config(workdir, sites)
     raw = demo.model_dump(mode="json", exclude={"source_file"}, exclude_defaults=True)
+    if resources_per_commit is not None:
+        raw["sync"] = {**raw.get("sync", {}), "resources_per_commit": resources_per_commit}
     raw["study"] = {"id": demo.study.id, "mappings": str(demo.study.mappings)}
     for site in raw["sites"]:
         site["source"] = {"kind": source.pop("kind", "fhir-rest"), "base_url": base_url, **source}

@@ -208,7 +208,10 @@ class CrashAfter:
 def test_resume_after_a_crash_mid_pass(
     demo_server: FhirServer, ndjson_records: Records, tmp_path: Path
 ) -> None:
-    config = server_config(tmp_path, demo_server.base_url, ("demo-east",), page_size=20)
+    # One commit per page of 20: the crash after the third page leaves three committed.
+    config = server_config(
+        tmp_path, demo_server.base_url, ("demo-east",), page_size=20, resources_per_commit=1
+    )
     setup, sessions = setup_and_store(config)
     with pytest.raises(requests.ConnectionError):
         crashing = CrashAfter(site_source(config), "Observation", pages=3)

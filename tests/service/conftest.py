@@ -65,6 +65,7 @@ def site_config_toml(
         f"[schedule]\nsync_interval_minutes = {sync_minutes}\n"
         f"delivery_interval_minutes = {delivery_minutes}\n"
         f'[service]\nlisten = "{listen}"\nstop_timeout_seconds = 20\n'
+        "[sync]\nresources_per_commit = 100\n"  # a pass commits many times: a signal lands between
     )
 
 
