@@ -1,7 +1,9 @@
-"""Bulk writes on both store backends: COPY on PostgreSQL gives what executemany gives.
+"""Bulk writes on both store backends: COPY and a bare executemany give what an INSERT gives.
 
 ``adapter.store.bulk_insert`` streams a page's new rows with ``COPY`` on
-PostgreSQL; these tests hold it to the ordinary INSERT: the same values read
+PostgreSQL, and hands them to sqlite3's ``executemany`` as positional rows
+on SQLite (SQLAlchemy's per-row parameter building skipped); these tests
+hold both to the ordinary SQLAlchemy INSERT: the same values read
 back (Python-side defaults filled in, moments converted to UTC), the same
 error class for a duplicate key, and the planner statistics refreshed as a
 pass loads rows (``adapter.store.planner``).
@@ -42,6 +44,20 @@ def source_rows(site: str, count: int, *, with_moment: bool) -> list[dict[str, A
     return rows
 
 
+def record_bulk_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """(way, table) of every bulk write from now on, each still done for real."""
+    writes: list[tuple[str, str]] = []
+    for way in ("_copy", "_executemany"):
+        real = getattr(bulk_insert, way)
+
+        def recording(connection: Any, table: sa.Table, rows: Any, way: str = way, real: Any = real) -> None:
+            writes.append((way, table.name))
+            real(connection, table, rows)
+
+        monkeypatch.setattr(bulk_insert, way, recording)
+    return writes
+
+
 def stored(sessions: Any, site: str) -> list[tuple[Any, ...]]:
     row = models.SourceResource
     with sessions() as session:
@@ -66,9 +82,7 @@ def test_bulk_rows_read_back_as_an_ordinary_insert_would(
     store_url: str, with_moment: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sessions = db.open_store(store_url)
-    copies: list[str] = []
-    real_copy = bulk_insert._copy
-    monkeypatch.setattr(bulk_insert, "_copy", lambda c, t, r: (copies.append(t.name), real_copy(c, t, r)))
+    bulk_writes = record_bulk_writes(monkeypatch)
     before = dt.datetime.now(dt.UTC)
     with sessions.begin() as session:
         connection = session.connection()
@@ -78,7 +92,8 @@ def test_bulk_rows_read_back_as_an_ordinary_insert_would(
         connection.execute(
             sa.insert(models.SourceResource), source_rows("plain", 50, with_moment=with_moment)
         )
-    assert copies == (["source_resources"] if store_url.startswith("postgresql") else [])
+    way = "_copy" if store_url.startswith("postgresql") else "_executemany"
+    assert bulk_writes == [(way, "source_resources")]
     bulk, plain = stored(sessions, "bulk"), stored(sessions, "plain")
     assert [r[:-1] for r in bulk] == [r[:-1] for r in plain]
     if with_moment:
@@ -105,12 +120,13 @@ def test_rows_with_different_keys_take_the_ordinary_insert(
     store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sessions = db.open_store(store_url)
-    monkeypatch.setattr(bulk_insert, "_copy", lambda *args: pytest.fail("COPY needs one set of columns"))
+    bulk_writes = record_bulk_writes(monkeypatch)
     rows = source_rows("mixed", 30, with_moment=False)
     rows[7]["updated_at"] = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     with sessions.begin() as session:
         bulk_insert.insert_rows(session.connection(), models.SourceResource, rows)
     assert len(stored(sessions, "mixed")) == 30
+    assert bulk_writes == [], "a bulk write needs one set of columns"
 
 
 def test_a_pass_loading_rows_refreshes_the_planner_statistics_on_postgresql(store_url: str) -> None:
