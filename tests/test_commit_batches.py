@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from adapter.fhir.source import BadLine, Page, SourceLine
+from adapter.store import bulk_insert, db, models, state
 from adapter.sync.batches import join_pages
 from adapter.sync.runs import SyncStopped
 
@@ -84,3 +86,31 @@ def test_a_stop_request_is_honoured_between_source_pages() -> None:
     with pytest.raises(SyncStopped):
         list(join_pages(pages(), 100, lambda: next(stop_after)))
     assert read == [1, 2, 3]  # no page read after the request, none committed either
+
+
+def test_a_joined_page_finds_every_stored_resource_across_id_chunks(tmp_path: Path) -> None:
+    """A joined page may name tens of thousands of ids: looked up a few hundred per query."""
+    sessions = db.open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    count = state.IDS_PER_QUERY * 2 + 7
+    rows = [
+        {
+            "site": "s",
+            "resource_type": "Observation",
+            "resource_id": f"o{n}",
+            "version": "v:1",
+            "raw": "{}",
+            "catalog_version": "c",
+            "outcome": "deleted" if n % 10 == 0 else "mapped",
+            "last_seen_run": 1,
+        }
+        for n in range(count)
+    ]
+    with sessions.begin() as session:
+        bulk_insert.insert_rows(session.connection(), models.SourceResource, rows)
+    asked = [f"o{n}" for n in range(count + 50)]  # 50 never stored
+    with sessions() as session:
+        every = state.stored_sources(session, "s", "Observation", asked)
+        live = state.stored_sources(session, "s", "Observation", asked, include_deleted=False)
+        other = state.stored_sources(session, "s", "Procedure", asked)
+    assert sorted(r.resource_id for r in every) == sorted(f"o{n}" for n in range(count))
+    assert len(live) == count - len(range(0, count, 10)) and other == []

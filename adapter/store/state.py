@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
+from sqlalchemy import orm
 from sqlalchemy.orm import Session
 
 from adapter.mapping.facts import Fact
@@ -93,6 +94,43 @@ class PageRows:
         bulk_insert.insert_rows(connection, models.FactRow, facts)
         self.sources, self.facts = [], {}
         self.issues.write(session)
+
+
+# ----------------------------------------------------------------- stored source resources
+
+IDS_PER_QUERY = 500  # ids per IN (...): far below SQLite's and PostgreSQL's parameter limits
+
+
+def stored_sources(
+    session: Session,
+    site: str,
+    resource_type: str,
+    ids: Iterable[str],
+    *,
+    include_deleted: bool = True,
+) -> list[models.SourceResource]:
+    """The stored rows of ``resource_type`` among ``ids``, a few hundred ids per query.
+
+    Their stored ``raw`` text is not loaded: the ingest needs only an
+    unchanged resource's version (a changed one gets new text) and a
+    deletion only the row, so reading the old text would only cost time on
+    every incremental pass.  ``include_deleted=False`` leaves out resources
+    already retired.
+    """
+    wanted = sorted(set(ids))
+    row = models.SourceResource
+    found: list[models.SourceResource] = []
+    for start in range(0, len(wanted), IDS_PER_QUERY):
+        query = (
+            sa.select(row)
+            .options(orm.defer(row.raw))
+            .where(row.site == site, row.resource_type == resource_type)
+            .where(row.resource_id.in_(wanted[start : start + IDS_PER_QUERY]))
+        )
+        if not include_deleted:
+            query = query.where(row.outcome != "deleted")
+        found.extend(session.scalars(query))
+    return found
 
 
 # ----------------------------------------------------------------- facts

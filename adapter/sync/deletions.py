@@ -31,7 +31,6 @@ import logging
 from collections.abc import Iterable
 
 import sqlalchemy as sa
-from sqlalchemy import orm
 from sqlalchemy.orm import Session
 
 from adapter.store import models, state
@@ -39,8 +38,6 @@ from adapter.sync import retraction_guard
 from adapter.sync.runs import SyncSummary
 
 log = logging.getLogger(__package__)  # "adapter.sync": one logger name for the whole pass
-
-_CHUNK = 500  # ids per IN (...) query: far below SQLite's and PostgreSQL's parameter limits
 
 
 def retire_deleted(
@@ -52,12 +49,8 @@ def retire_deleted(
     max_share: float,
 ) -> int:
     """Retire the stored resources of ``resource_type`` among ``refs``; return how many were retired."""
-    ids = sorted({ref.partition("/")[2] for ref in refs if ref.partition("/")[0] == resource_type} - {""})
-    rows = [
-        row
-        for start in range(0, len(ids), _CHUNK)
-        for row in _live(session, site_id, resource_type, ids[start : start + _CHUNK])
-    ]
+    ids = {ref.partition("/")[2] for ref in refs if ref.partition("/")[0] == resource_type} - {""}
+    rows = state.stored_sources(session, site_id, resource_type, ids, include_deleted=False)
     if not rows:
         return 0
     counts = retraction_guard.Vanished(resource_type, _stored(session, site_id, resource_type), len(rows))
@@ -90,18 +83,6 @@ def retire(session: Session, site_id: str, row: models.SourceResource, summary: 
     state.replace_issues(session, site_id, ref, [])
     row.outcome = "deleted"
     summary.vanished += 1
-
-
-def _live(session: Session, site_id: str, resource_type: str, ids: list[str]) -> list[models.SourceResource]:
-    """The stored, not yet deleted resources among ``ids`` (their stored text not loaded: not needed)."""
-    row = models.SourceResource
-    query = (
-        sa.select(row)
-        .options(orm.defer(row.raw))
-        .where(row.site == site_id, row.resource_type == resource_type, row.outcome != "deleted")
-        .where(row.resource_id.in_(ids))
-    )
-    return list(session.scalars(query))
 
 
 def _stored(session: Session, site_id: str, resource_type: str) -> int:

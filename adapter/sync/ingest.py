@@ -14,7 +14,6 @@ import datetime as dt
 import logging
 
 import sqlalchemy as sa
-from sqlalchemy import orm
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.fhir.source import BadLine, Source, SourceLine
@@ -118,28 +117,11 @@ def ingest_type(
 def _stored_rows(
     session: Session, site: str, resource_type: str, lines: list[SourceLine | BadLine]
 ) -> dict[str, models.SourceResource]:
-    """The stored versions of a page's resources, in one query instead of one per resource.
-
-    The stored ``raw`` text is not loaded: an unchanged resource needs only its
-    version, and a changed one gets new text, so reading the old would only
-    cost time on every incremental pass.
-    """
-    ids = sorted(
-        {line.resource["id"] for line in lines if isinstance(line, SourceLine)}
-        | {line.ref.partition("/")[2] for line in lines if isinstance(line, BadLine) and line.ref}
-    )
-    if not ids:
-        return {}
-    query = (
-        sa.select(models.SourceResource)
-        .options(orm.defer(models.SourceResource.raw))
-        .where(
-            models.SourceResource.site == site,
-            models.SourceResource.resource_type == resource_type,
-            models.SourceResource.resource_id.in_(ids),
-        )
-    )
-    return {row.resource_id: row for row in session.scalars(query)}
+    """The stored versions of a page's resources, a few queries instead of one per resource."""
+    ids = {line.resource["id"] for line in lines if isinstance(line, SourceLine)} | {
+        line.ref.partition("/")[2] for line in lines if isinstance(line, BadLine) and line.ref
+    }
+    return {row.resource_id: row for row in state.stored_sources(session, site, resource_type, ids)}
 
 
 def _cursor(session: Session, site: str, resource_type: str) -> models.SyncCursor:
