@@ -5,9 +5,10 @@ resource type.  Every kind of source yields the same lines: a ``SourceLine``
 holds one resource, a ``BadLine`` one that could not be read (not JSON, too
 large, ...), so the sync raises an issue for it instead of stopping.
 
-A page is the unit of commit: the sync stores a page's results and the
-page's ``cursor`` in one transaction, so after a crash it resumes from the
-last committed page (docs/design.md §2).  ``watermark`` is the time the
+Pages make the unit of commit: the sync stores a page's results and the
+page's ``cursor`` in one transaction, several pages joined into one
+(``adapter.sync.batches``), so after a crash it resumes from the last
+committed page (docs/design.md §2).  ``watermark`` is the time the
 source vouches for: once every page of a resource type is committed, the
 sync stores it, and the next incremental pass asks only for resources
 changed after it (minus an overlap for clock skew).

@@ -15,6 +15,7 @@ The modules, in the order a pass runs them:
 * ``patients``: linking the site's Patients to the roster;
 * ``remap``: mapping stored resources again after a catalog or link change;
 * ``ingest``: reading each mapped type from the source, page by page;
+* ``batches``: the source's pages joined into the unit of commit;
 * ``resources``: one resource validated, mapped and stored minimised;
 * ``derive``: the protocol records of the subjects a pass touched, after
   ``site_practice`` audits a changed site practice and marks the site's subjects;

@@ -1,7 +1,8 @@
 """Reading one resource type from the source: page by page, from the cursor, into the state.
 
 Each page's resources are mapped (``resources.ingest_one``) and committed
-with the type's cursor, so a crash resumes from the last committed page;
+with the type's cursor, a few source pages joined into one commit
+(``batches``), so a crash resumes from the last committed page;
 the watermark moves only when the last page is in.  Resources a page says
 were deleted at the site are retired with it (``adapter.sync.deletions``);
 after a complete listing, the resources the source no longer lists are
