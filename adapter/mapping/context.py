@@ -88,7 +88,7 @@ def fact(
 ) -> Fact:
     """A fact of ``concept``; its local days are the site's calendar days of ``start`` and ``end``.
 
-    Built without validation (``model_construct``): every argument comes from
+    Built without validation (``Fact.trusted``): every argument comes from
     the mappers, already of the field's type, and validating a fact cost a
     third of mapping a resource.  The two numbers are made floats here, which
     is the one coercion validation did (a score read from ``valueInteger``
@@ -97,24 +97,23 @@ def fact(
     """
     value = values.get("value")
     reference_high = values.get("reference_high")
-    return Fact.model_construct(
-        site=ctx.site,
-        subject_id=subject_id,
-        concept=concept.id,
-        kind=concept.kind,
-        unit=concept.spec.unit if value is not None else None,
-        effective_start=start,
-        effective_end=end,
-        local_date=times.local_date(start, ctx.timezone),
-        local_end_date=times.local_date(end, ctx.timezone) if end is not None else None,
-        status=status,
-        source_ref=ref,
-        source_version=source_version,
-        catalog_version=ctx.catalog.version,
-        **{
-            "attributes": {},
+    return Fact.trusted(
+        {
+            "site": ctx.site,
+            "subject_id": subject_id,
+            "concept": concept.id,
+            "kind": concept.kind,
+            "unit": concept.spec.unit if value is not None else None,
+            "effective_start": start,
+            "effective_end": end,
+            "local_date": times.local_date(start, ctx.timezone),
+            "local_end_date": times.local_date(end, ctx.timezone) if end is not None else None,
+            "status": status,
+            "source_ref": ref,
+            "source_version": source_version,
+            "catalog_version": ctx.catalog.version,
             **values,
             "value": None if value is None else float(value),
             "reference_high": None if reference_high is None else float(reference_high),
-        },
+        }
     )

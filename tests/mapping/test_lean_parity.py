@@ -536,6 +536,11 @@ def _assert_facts_as_validated(result: engine.MappingResult) -> None:
         validated = Fact.model_validate(fact.model_dump())
         assert validated == fact
         assert validated.model_dump_json() == fact.model_dump_json()
+        # What pydantic keeps on the instance (``Fact.trusted`` sets it by hand): the same.
+        assert list(vars(validated)) == list(vars(fact))
+        assert validated.model_fields_set == fact.model_fields_set
+        assert (validated.__pydantic_extra__, validated.__pydantic_private__) == (None, None)
+        assert (fact.__pydantic_extra__, fact.__pydantic_private__) == (None, None)
         for name in Fact.model_fields:
             assert type(getattr(validated, name)) is type(getattr(fact, name)), name
 
@@ -831,3 +836,26 @@ def test_a_fact_given_integers_holds_floats_as_validation_would() -> None:
     )
     assert type(built.value) is float and type(built.reference_high) is float
     assert built.model_dump_json() == Fact.model_validate(built.model_dump()).model_dump_json()
+    _assert_facts_as_validated(engine.MappingResult(facts=[built]))
+
+
+def test_a_trusted_fact_takes_defaults_and_refuses_missing_or_unknown_fields() -> None:
+    start = dt.datetime(2026, 3, 1, 8, 0, tzinfo=dt.UTC)
+    required = {
+        "site": "demo-east",
+        "subject_id": "S-001",
+        "concept": "anc",
+        "kind": "lab",
+        "effective_start": start,
+        "local_date": start.date(),
+        "status": "final",
+        "source_ref": "Observation/1",
+        "source_version": "v:1",
+        "catalog_version": "c1",
+    }
+    trusted = Fact.trusted(required)
+    assert trusted == Fact.model_validate(required) and trusted.attributes == {}
+    assert trusted.attributes is not Fact.trusted(required).attributes  # no shared mutable default
+    for wrong in ({k: v for k, v in required.items() if k != "status"}, {**required, "mrn": "123"}):
+        with pytest.raises(ValueError, match="a fact needs exactly the fields"):
+            Fact.trusted(wrong)
