@@ -224,12 +224,17 @@ def dirty_subjects(session: Session, site: str) -> list[str]:
     )
 
 
-def clear_dirty(session: Session, site: str, subject_id: str) -> None:
-    session.execute(
-        sa.delete(models.DirtySubject).where(
-            models.DirtySubject.site == site, models.DirtySubject.subject_id == subject_id
+def clear_dirty(session: Session, site: str, subject_ids: Sequence[str]) -> None:
+    """The subjects are derived: one DELETE for a batch (no ORM object of them is ever loaded)."""
+    for start in range(0, len(subject_ids), IDS_PER_QUERY):
+        session.execute(
+            sa.delete(models.DirtySubject)
+            .where(
+                models.DirtySubject.site == site,
+                models.DirtySubject.subject_id.in_(subject_ids[start : start + IDS_PER_QUERY]),
+            )
+            .execution_options(synchronize_session=False)
         )
-    )
 
 
 def subject_facts(session: Session, site: str, subject_id: str) -> list[Fact]:

@@ -15,6 +15,7 @@ from adapter import privacy
 from adapter.protocol import context
 from adapter.protocol.derive import derive_subject
 from adapter.store import records, state
+from adapter.store.issues_batch import PageIssues
 from adapter.sync import site_practice
 from adapter.sync.runs import StopCheck, SyncStopped, SyncSummary
 from adapter.sync.setup import SiteSetup
@@ -40,13 +41,22 @@ def derive_dirty(
     for start in range(0, len(subjects), SUBJECTS_PER_TRANSACTION):
         if should_stop():
             raise SyncStopped
+        batch = subjects[start : start + SUBJECTS_PER_TRANSACTION]
         with sessions.begin() as session:
-            for subject_id in subjects[start : start + SUBJECTS_PER_TRANSACTION]:
-                _derive_subject(session, setup, subject_id, summary)
+            issues = PageIssues()  # the batch's derivation issues, written with a few statements
+            for subject_id in batch:
+                _derive_subject(session, setup, subject_id, summary, issues)
+            issues.write(session)
+            state.clear_dirty(session, site_id, batch)
 
 
-def _derive_subject(session: Session, setup: SiteSetup, subject_id: str, summary: SyncSummary) -> None:
-    """One subject's records derived from its stored facts, reconciled with what was sent, undirtied."""
+def _derive_subject(
+    session: Session, setup: SiteSetup, subject_id: str, summary: SyncSummary, issues: PageIssues
+) -> None:
+    """One subject's records derived from its stored facts and reconciled with what was sent.
+
+    Its derivation issues wait in ``issues`` for the batch's write.
+    """
     site_id = setup.site.id
     entry = setup.roster.entry(subject_id)
     facts = state.subject_facts(session, site_id, subject_id)
@@ -69,8 +79,7 @@ def _derive_subject(session: Session, setup: SiteSetup, subject_id: str, summary
         for record in derivation.records
     }
     upserts, retractions = records.reconcile_records(session, site_id, subject_id, payloads)
-    state.replace_issues(session, site_id, f"derive:{subject_id}", derivation.issues)
-    state.clear_dirty(session, site_id, subject_id)
+    issues.replace(site_id, f"derive:{subject_id}", derivation.issues, known=True)
     summary.upserts += upserts
     summary.retractions += retractions
     summary.subjects_derived += 1
