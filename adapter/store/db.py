@@ -26,6 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter import errors
 from adapter.store import access, schema
 
+WAL_CHECKPOINT_PAGES = 20_000
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -37,6 +39,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # body stripped from the state (a patient who left the roster, a resource
     # retired) must not stay readable in the file.
     cursor.execute("PRAGMA secure_delete=ON")
+    # Checkpoint the journal every 20,000 pages (80 MB) instead of SQLite's
+    # 1,000: a first load dirties index pages all over the file, and each
+    # checkpoint copies them back and flushes the disk.  Fewer checkpoints
+    # write a page that changed in many commits once: 10.8 -> 6.0 s of
+    # commits at 3,000 patients (bench/memory_bench.py), same memory.
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
     cursor.close()
 
 

@@ -12,6 +12,7 @@ pass loads rows (``adapter.store.planner``).
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,3 +147,20 @@ def test_a_pass_loading_rows_refreshes_the_planner_statistics_on_postgresql(stor
             sa.text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'source_resources'")
         )
     assert analyzed is not None
+
+
+def test_a_sqlite_store_connection_is_durable_private_and_checkpoints_rarely(tmp_path: Path) -> None:
+    """WAL with synchronous NORMAL, deleted content zeroed, the journal checkpointed every 20,000 pages."""
+    sessions = db.open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    with sessions() as session:
+        connection = session.connection()
+        pragmas = {
+            name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "synchronous", "secure_delete", "wal_autocheckpoint")
+        }
+    assert pragmas == {
+        "journal_mode": "wal",
+        "synchronous": 1,  # NORMAL
+        "secure_delete": 1,
+        "wal_autocheckpoint": db.WAL_CHECKPOINT_PAGES,
+    }
