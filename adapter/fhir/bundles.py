@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from adapter import errors
-from adapter.fhir import http, ndjson, verify
+from adapter.fhir import batching, http, ndjson, verify
 from adapter.fhir.medications import FetchMedications
 from adapter.fhir.source import BadLine, SourceLine
 from adapter.net import messages
@@ -147,8 +147,19 @@ def _checked_next(
     return dataclasses.replace(page, next_url=verify.repaired(page.next_url, search, lost))
 
 
-def medication_lookup(client: http.FhirClient, *, strict: bool, batch_size: int = 50) -> FetchMedications:
+def medication_lookup(
+    client: http.FhirClient,
+    *,
+    strict: bool,
+    max_url_bytes: int = batching.DEFAULT_MAX_URL_BYTES,
+    batch_size: int = 50,
+) -> FetchMedications:
     """Look Medications up by ``Medication?_id=a,b,c`` at the site's server (``medications.py``).
+
+    The ids go in as many as fit ``max_url_bytes`` (the site's URL budget,
+    as for the patient batches: ``batching.pack``), at most ``batch_size``:
+    a server's ids can be long, and a gateway that refuses long URLs
+    refuses a lookup as readily as a search.
 
     A server that refuses (no Medication read scope, 403; no such search,
     400) leaves the references unresolved, so the administrations become
@@ -157,8 +168,11 @@ def medication_lookup(client: http.FhirClient, *, strict: bool, batch_size: int 
     """
 
     def fetch(ids: Sequence[str]) -> Iterator[dict[str, Any]]:
-        for start in range(0, len(ids), batch_size):
-            chunk = ids[start : start + batch_size]
+        count = [("_count", str(batch_size))]  # as long as any chunk's own count
+        chunks = batching.pack(
+            client.base_url, "Medication", "_id", ids, count, max_url_bytes=max_url_bytes, most=batch_size
+        )
+        for chunk in chunks:
             params = {"_id": ",".join(chunk), "_count": str(len(chunk))}
             try:
                 pages = walk(client, "Medication", resource_type="Medication", params=params, strict=strict)

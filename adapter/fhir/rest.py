@@ -142,7 +142,9 @@ class RestSearchSource:
     def medications(self) -> medications.MedicationResolver:
         """Resolves administrations' Medication references, each Medication fetched once per source."""
         if self._medications is None:
-            lookup = bundles.medication_lookup(self.client, strict=self.settings.strict_search)
+            lookup = bundles.medication_lookup(
+                self.client, strict=self.settings.strict_search, max_url_bytes=self.settings.max_url_bytes
+            )
             self._medications = medications.MedicationResolver(lookup)
         return self._medications
 

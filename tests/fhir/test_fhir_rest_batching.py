@@ -129,6 +129,47 @@ def test_a_server_profile_without_or_lists_keeps_one_patient_per_search(client: 
         assert [len(q.batch) for q in plan] == [1] * len(PATIENTS)
 
 
+MEDICATIONS = [f"med-{n:03d}-{'y' * 30}" for n in range(60)]  # long server ids
+
+
+def medications_of(request: Any) -> tuple[int, dict[str, str], str]:
+    """The asked Medications, one page."""
+    asked = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(request.url).query))["_id"].split(",")
+    body = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [
+            {
+                "resource": {"resourceType": "Medication", "id": i, "code": {"text": i}},
+                "search": {"mode": "match"},
+            }
+            for i in asked
+        ],
+    }
+    return 200, {}, json.dumps(body)
+
+
+@responses.activate
+def test_medication_lookups_keep_to_the_url_budget_too(client: http.FhirClient) -> None:
+    """Drugs named by reference: the Medication ids are packed like patients, never past the budget."""
+    responses.add_callback(responses.GET, f"{BASE}/Medication", callback=medications_of)
+    administrations = [
+        {
+            "resourceType": "MedicationAdministration",
+            "id": f"a{n}",
+            "medicationReference": {"reference": f"Medication/{m}"},
+        }
+        for n, m in enumerate(MEDICATIONS)
+    ]
+    source = make_source(client, max_url_bytes=700)
+    assert source.medications.inline(administrations) == len(MEDICATIONS)
+    urls = [call.request.url for call in responses.calls]
+    assert len(urls) > 2 and all(len(url) <= 700 for url in urls)
+    assert [i for call in responses.calls for i in searched(call, "_id")] == sorted(MEDICATIONS)  # each once
+    for call in responses.calls:
+        assert searched(call, "_count") == [str(len(searched(call, "_id")))]
+
+
 @pytest.mark.parametrize(("budget", "message"), [(100, "greater than or equal to 512"), (10**6, "less than")])
 def test_max_url_bytes_is_checked(budget: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
