@@ -103,7 +103,7 @@ def since_value(since: dt.datetime) -> str:
     """An instant as ``_since`` and ``_lastUpdated`` take it: UTC to the millisecond, ``Z``.
 
     The one format for every "changed since" the adapter asks a server: a
-    type's history, a search (``rest.search_since``), a Bulk export's ``_since``.
+    type's history, a search (``search_terms.search_since``), a Bulk export's ``_since``.
     """
     moment = since if since.tzinfo is not None else since.replace(tzinfo=dt.UTC)
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

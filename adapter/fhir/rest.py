@@ -18,9 +18,10 @@ so the next pass, which asks from the watermark minus the sync's overlap,
 sees it.  The overlap also covers transactions that commit a little after
 the time they stamp.  An incremental pass's first page also carries deletions (``history``).
 
-A page's cursor (JSON: the query plan's fingerprint, the query index, the
-next link and the pass's start time) lets an interrupted pass resume at the
-first uncommitted page with the original watermark.  A cursor from another
+A page's cursor (``search_terms.PassCursor``: the query plan's fingerprint,
+the query index, the next link and the pass's start time) lets an
+interrupted pass resume at the first uncommitted page with the original
+watermark.  A cursor from another
 plan (roster, catalog or batch size changed) is ignored and the resource
 type is read from the start, which only costs time.
 """
@@ -28,12 +29,9 @@ type is read from the start, which only costs time.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 
-import orjson
 import prometheus_client
 
 from adapter import errors
@@ -41,6 +39,14 @@ from adapter import roster as roster_mod
 from adapter.fhir import batching, bundles, connect, history, http, medications, prefetch, verify
 from adapter.fhir import settings as fhir_settings
 from adapter.fhir.batching import Query
+from adapter.fhir.search_terms import (
+    PassCursor,
+    code_tokens,
+    escape_token,
+    identifier_token,
+    plan_fingerprint,
+    search_since,
+)
 from adapter.fhir.source import BadLine, Page, SourceLine
 from adapter.fhir.wanted import Wanted
 
@@ -51,58 +57,6 @@ UNASKED_PATIENTS = prometheus_client.Counter(
     "Patients a site's Patient search returned without any searched identifier (dropped), by site.",
     ["site"],
 )
-CURSOR_VERSION = 1
-
-
-@dataclass(frozen=True)
-class PassCursor:
-    """Where a pass over one resource type stands after a committed page."""
-
-    plan: str  # fingerprint of the query plan it belongs to
-    query: int  # the query to continue with
-    next_url: str | None  # the page of that query to continue with; None: its first page
-    started: str | None  # the server's time when the pass began (the watermark), ISO 8601
-
-    def dump(self) -> str:
-        return orjson.dumps({"v": CURSOR_VERSION, **self.__dict__}).decode()
-
-    @classmethod
-    def load(cls, text: str) -> PassCursor | None:
-        try:
-            data = orjson.loads(text)
-            if data.get("v") != CURSOR_VERSION:
-                return None
-            cursor = cls(str(data["plan"]), int(data["query"]), data.get("next_url"), data.get("started"))
-        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
-            return None
-        return cursor
-
-
-def escape_token(value: str) -> str:
-    """Escape a token part for a search value (https://hl7.org/fhir/R4/search.html#escaping)."""
-    for char in ("\\", ",", "|", "$"):
-        value = value.replace(char, "\\" + char)
-    return value
-
-
-def code_tokens(codes: Iterable[tuple[str, str]]) -> list[str]:
-    """Escaped ``system|code`` search tokens for these codes, sorted (a stable query plan)."""
-    return sorted({f"{escape_token(system)}|{escape_token(code)}" for system, code in codes})
-
-
-def identifier_token(entry: roster_mod.RosterEntry) -> str:
-    """The ``system|value`` search token of a roster identifier."""
-    return f"{escape_token(entry.identifier_system)}|{escape_token(entry.identifier_value)}"
-
-
-def plan_fingerprint(queries: Sequence[Query]) -> str:
-    """Identifies a query plan, so a cursor is only used with the plan that wrote it."""
-    return hashlib.sha256(b"\n".join(q.fingerprint() for q in queries)).hexdigest()[:16]
-
-
-def search_since(since: dt.datetime) -> str:
-    """The ``_lastUpdated`` value for "changed after ``since``", in UTC to the millisecond."""
-    return "gt" + history.since_value(since)
 
 
 class RestSearchSource:

@@ -22,7 +22,7 @@ from adapter import config as config_mod
 from adapter import errors
 from adapter import paths as adapter_paths
 from adapter import roster as roster_mod
-from adapter.fhir import history, http, rest
+from adapter.fhir import history, http, rest, search_terms
 from adapter.fhir import settings as fhir_settings
 from adapter.fhir.source import Page, SourceLine
 from adapter.mapping import catalog as catalog_mod
@@ -211,7 +211,9 @@ def test_the_switch_off_full_passes_and_resumed_passes_ask_nothing_more(client: 
     list(src.patients())
     list(src.pages("Procedure", patient_refs=["Patient/a"], since=None, resume=None))  # a full pass
     plan = src.plan("Procedure", ["a"], SINCE)
-    resumed = rest.PassCursor(rest.plan_fingerprint(plan), 0, f"{BASE}/Procedure?patient=a&_offset=1", None)
+    resumed = search_terms.PassCursor(
+        search_terms.plan_fingerprint(plan), 0, f"{BASE}/Procedure?patient=a&_offset=1", None
+    )
     list(src.pages("Procedure", patient_refs=["Patient/a"], since=SINCE, resume=resumed.dump()))
     # A resumed pass committed its first page, and the deletions with it, before the crash.
     assert not any(p in ("metadata", "Procedure/_history") for p in asked_paths())

@@ -25,7 +25,7 @@ import responses
 from adapter import paths
 from adapter import roster as roster_mod
 from adapter.cli import check_cmd
-from adapter.fhir import capability, http, probe, rest
+from adapter.fhir import capability, http, probe, search_terms
 from adapter.fhir import settings as fhir_settings
 from adapter.fhir.check_row import CheckRow
 from adapter.mapping import catalog as catalog_mod
@@ -215,9 +215,8 @@ def catalog() -> catalog_mod.Catalog:
 
 @pytest.fixture
 def fake(catalog: catalog_mod.Catalog) -> Iterator[FakeServer]:
-    system, _, code = rest.code_tokens(discovery.source_wanted(catalog).codes["Observation"])[0].partition(
-        "|"
-    )
+    first = search_terms.code_tokens(discovery.source_wanted(catalog).codes["Observation"])[0]
+    system, _, code = first.partition("|")
     server = FakeServer(code=(system, code))
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
         mocked.add_callback(

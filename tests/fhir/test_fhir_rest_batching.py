@@ -20,7 +20,7 @@ import responses
 
 from adapter import errors
 from adapter import roster as roster_mod
-from adapter.fhir import batching, http, rest
+from adapter.fhir import batching, http, rest, search_terms
 from adapter.fhir import settings as fhir_settings
 from adapter.fhir.source import SourceLine
 from adapter.fhir.wanted import Wanted
@@ -116,7 +116,7 @@ def test_codes_take_at_most_half_the_url_so_patients_still_batch(client: http.Fh
     source = make_source(client, Wanted({"Observation": codes}), max_url_bytes=4000)
     plan = source.plan("Observation", PATIENTS, dt.datetime(2025, 6, 1, tzinfo=dt.UTC))
     chunks = {dict(q.params)["code"] for q in plan}
-    assert sorted(c for chunk in chunks for c in chunk.split(",")) == rest.code_tokens(codes)
+    assert sorted(c for chunk in chunks for c in chunk.split(",")) == search_terms.code_tokens(codes)
     for query in plan:
         assert batching.url_bytes(BASE, "Observation", query.params) <= 4000
         assert len(urllib.parse.urlencode([("code", dict(query.params)["code"])])) <= 2000

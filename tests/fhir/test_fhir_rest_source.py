@@ -19,7 +19,7 @@ from responses import matchers
 
 from adapter import errors, paths
 from adapter import roster as roster_mod
-from adapter.fhir import bundles, http, rest
+from adapter.fhir import bundles, http, rest, search_terms
 from adapter.fhir import settings as fhir_settings
 from adapter.fhir.source import BadLine, SourceLine
 from adapter.mapping import catalog as catalog_mod
@@ -150,7 +150,7 @@ def test_a_next_link_into_an_earlier_search_of_the_pass_stops_it_before_skipping
     with pytest.raises(errors.SourceError, match="points back to a page already read") as caught:
         next(pages)
     assert "patient=…(1)&_count=100&_offset=1" in str(caught.value) and "x3" not in str(caught.value)
-    cursor = rest.PassCursor.load(handed_on[-1].cursor or "")
+    cursor = search_terms.PassCursor.load(handed_on[-1].cursor or "")
     assert cursor is not None and cursor.query == 1 and cursor.next_url is not None
     assert cursor.next_url.endswith("patient=b&_count=100&_offset=1")  # the next pass starts there
 
@@ -193,7 +193,7 @@ def test_server_time_falls_back_to_the_date_header(client: http.FhirClient) -> N
 
 def test_plan_batches_patients_chunks_codes_and_adds_filters(client: http.FhirClient) -> None:
     src = source(client, patient_batch_size=2, codes_per_query=10, observation_category=("laboratory",))
-    tokens = rest.code_tokens(src.wanted.codes_for("Observation") or ())
+    tokens = search_terms.code_tokens(src.wanted.codes_for("Observation") or ())
     assert "urn:oid:2.16.840.1.113883.6.1|2160-0" in tokens  # the OID spelling of LOINC too
     assert "http://loinc.org|2160-0" in tokens
     assert not any("rxnorm" in t or "cpt" in t for t in tokens)  # not Observation concepts
@@ -215,7 +215,7 @@ def test_plan_batches_patients_chunks_codes_and_adds_filters(client: http.FhirCl
 
 
 def test_token_escaping() -> None:
-    assert rest.escape_token(r"a,b|c$d\e") == r"a\,b\|c\$d\\e"
+    assert search_terms.escape_token(r"a,b|c$d\e") == r"a\,b\|c\$d\\e"
 
 
 # ------------------------------------------------------------------ source
@@ -250,8 +250,8 @@ def test_pages_carry_a_resumable_cursor_and_the_first_pages_server_time(client: 
     src = source(client, patient_batch_size=1)
     pages = list(src.pages("Procedure", patient_refs=["Patient/a"], since=None, resume=None))
     assert [p.watermark for p in pages] == [bundles.parse_instant(T0)] * 2  # the pass's start, not later
-    first = rest.PassCursor.load(pages[0].cursor or "")
-    last = rest.PassCursor.load(pages[1].cursor or "")
+    first = search_terms.PassCursor.load(pages[0].cursor or "")
+    last = search_terms.PassCursor.load(pages[1].cursor or "")
     assert first is not None and first.query == 0 and first.next_url == page2
     assert last is not None and last.query == 1 and last.next_url is None
     assert [line.resource["id"] for p in pages for line in p.lines if isinstance(line, SourceLine)] == [
@@ -264,9 +264,9 @@ def test_pages_carry_a_resumable_cursor_and_the_first_pages_server_time(client: 
 def test_resume_continues_at_the_saved_page_with_the_original_watermark(client: http.FhirClient) -> None:
     src = source(client, patient_batch_size=1)
     plan = src.plan("Observation", ["a", "b"], None)
-    fingerprint = rest.plan_fingerprint(plan)
+    fingerprint = search_terms.plan_fingerprint(plan)
     saved_next = f"{BASE}/Observation?patient=a&_offset=100"
-    cursor = rest.PassCursor(fingerprint, 0, saved_next, "2025-05-01T08:00:00+00:00").dump()
+    cursor = search_terms.PassCursor(fingerprint, 0, saved_next, "2025-05-01T08:00:00+00:00").dump()
     responses.get(saved_next, json=bundle([obs("o5", "a")]))
     responses.get(f"{BASE}/Observation", json=bundle([obs("o9", "b")]))
     pages = list(src.pages("Observation", patient_refs=["Patient/a", "Patient/b"], since=None, resume=cursor))
@@ -281,7 +281,7 @@ def test_resume_continues_at_the_saved_page_with_the_original_watermark(client: 
 def test_a_cursor_from_another_plan_starts_over(client: http.FhirClient) -> None:
     responses.get(f"{BASE}/Procedure", json=bundle([]))
     src = source(client)
-    stale = rest.PassCursor("0000", 3, f"{BASE}/Procedure?x=1", T0).dump()
+    stale = search_terms.PassCursor("0000", 3, f"{BASE}/Procedure?x=1", T0).dump()
     pages = list(src.pages("Procedure", patient_refs=["Patient/a"], since=None, resume=stale))
     assert len(pages) == 1 and len(responses.calls) == 1
     assert "x=1" not in responses.calls[0].request.url

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from adapter import config as config_mod
 from adapter import paths, sync
 from adapter.delivery import outbox
-from adapter.fhir import rest
+from adapter.fhir import rest, search_terms
 from adapter.fhir.source import Page
 from adapter.service import job
 from adapter.sinks import factory as sinks
@@ -217,7 +217,7 @@ def test_resume_after_a_crash_mid_pass(
         crashing = CrashAfter(site_source(config), "Observation", pages=3)
         sync.sync_site(setup, sessions, source=crashing)
     saved = cursor_row(config, "Observation")
-    cursor = rest.PassCursor.load(saved.resume or "")
+    cursor = search_terms.PassCursor.load(saved.resume or "")
     assert cursor is not None and cursor.next_url is not None and saved.watermark is None
 
     # The next pass (a new process after the crash: a new source) picks up at the first

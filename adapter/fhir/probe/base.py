@@ -23,7 +23,7 @@ from typing import Any
 
 from adapter import errors
 from adapter import roster as roster_mod
-from adapter.fhir import bundles, http, rest, verify
+from adapter.fhir import bundles, http, search_terms, verify
 from adapter.fhir import settings as fhir_settings
 from adapter.fhir.wanted import Wanted
 from adapter.net import messages
@@ -97,7 +97,7 @@ class DataSearch:
     filters: tuple[tuple[str, str], ...] = ()
 
     def params(self, patient_ids: Sequence[str], count: int, **extra: str) -> dict[str, str]:
-        patients = ",".join(rest.escape_token(p) for p in patient_ids)
+        patients = ",".join(search_terms.escape_token(p) for p in patient_ids)
         return {"patient": patients, **dict(self.filters), **extra, "_count": str(count)}
 
     @property
@@ -142,7 +142,7 @@ class Prober:
         self.roster_size = len(entries)
         self.sensitive: set[str] = {e.identifier_value for e in self.entries}
         observation_codes = wanted.codes_for("Observation") or ()
-        self.codes = rest.code_tokens(observation_codes)[: server.codes_per_query]
+        self.codes = search_terms.code_tokens(observation_codes)[: server.codes_per_query]
         self.found: list[tuple[str, str]] = []  # (identifier token, patient id) per roster patient found
         self.unasked_patients = 0  # patients a one-identifier search returned without that identifier
         self.server_time: dt.datetime | None = None

@@ -11,7 +11,7 @@ import datetime as dt
 import urllib.parse
 from typing import Any
 
-from adapter.fhir import bundles, rest, verify
+from adapter.fhir import bundles, search_terms, verify
 from adapter.fhir.check_row import CheckRow
 from adapter.fhir.probe.base import (
     AFTER_NOW,
@@ -32,7 +32,7 @@ def last_updated(prober: Prober) -> CheckRow:
     # Later than anything the server can hold, whichever clock is ahead.
     now = max(filter(None, (prober.server_time, dt.datetime.now(dt.UTC))))
     search = data.search
-    since = rest.search_since(now + AFTER_NOW)
+    since = search_terms.search_since(now + AFTER_NOW)
     params = search.params([data.richest], 10, _lastUpdated=since)
     answer = prober.search(search.resource_type, params)
     article = "an" if search.resource_type[0] in "AEIOU" else "a"

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from adapter.fhir import bundles, rest
+from adapter.fhir import bundles, search_terms
 from adapter.fhir.check_row import CheckRow
 from adapter.fhir.probe.base import ITEM_CATEGORY, ITEM_FIT, ITEM_STRICT, UNKNOWN_PARAM, Prober, words
 
@@ -19,7 +19,7 @@ def category(prober: Prober) -> CheckRow:
             "Observation search",
         )
     patient = prober.found[0][1]
-    base = {"patient": rest.escape_token(patient), "code": ",".join(prober.codes)}
+    base = {"patient": search_terms.escape_token(patient), "code": ",".join(prober.codes)}
     without = prober.search("Observation", {**base, "_count": "1"})
     prober.count_misfits("Observation", base, without)
     if without.refused is None:

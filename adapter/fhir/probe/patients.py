@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from adapter import errors
-from adapter import roster as roster_mod
-from adapter.fhir import rest, verify
+from adapter.fhir import search_terms, verify
 from adapter.fhir.check_row import CheckRow
 from adapter.fhir.probe.base import (
     ITEM_IDENTIFIERS,
@@ -34,7 +33,7 @@ def find_patients(prober: Prober) -> CheckRow | None:
     for entry in prober.entries:
         if len(prober.found) >= PROBE_PATIENTS:
             break
-        token = _token(entry)
+        token = search_terms.identifier_token(entry)
         params = {"identifier": token, "_count": "10"}
         answer = prober.search("Patient", params)
         if answer.refused is not None:
@@ -230,10 +229,6 @@ def _find_data(prober: Prober, patient_ids: Sequence[str]) -> Data | CheckRow:
         "Observations, no MedicationAdministrations and no Procedures",
         True,
     )
-
-
-def _token(entry: roster_mod.RosterEntry) -> str:
-    return f"{rest.escape_token(entry.identifier_system)}|{rest.escape_token(entry.identifier_value)}"
 
 
 def _fits(expected: verify.Expected, resource: dict[str, Any]) -> bool:
