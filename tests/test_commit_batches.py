@@ -88,6 +88,15 @@ def test_a_stop_request_is_honoured_between_source_pages() -> None:
     assert read == [1, 2, 3]  # no page read after the request, none committed either
 
 
+def test_progress_is_told_as_each_source_page_arrives() -> None:
+    """A progress bar over a slow EHR moves with every answer, not only at each commit."""
+    told: list[int] = []
+    joined: list[int] = []
+    for page_ in join_pages((page(n, 3) for n in range(1, 6)), 100, never, told.append):
+        joined.append(len(page_.lines))
+    assert told == [3, 3, 3, 3, 3] and joined == [15]
+
+
 def test_a_joined_page_finds_every_stored_resource_across_id_chunks(tmp_path: Path) -> None:
     """A joined page may name tens of thousands of ids: looked up a few hundred per query."""
     sessions = db.open_store(f"sqlite:///{tmp_path / 'state.db'}")

@@ -21,6 +21,8 @@ The joined page keeps every promise of a single page (``adapter.fhir.source``):
 No transaction is open while the pages are read: a slow EHR never holds
 the state database's write lock.  A stop request is honoured between
 pages; what was read and not committed is read again on the next pass.
+Progress is told as each source page arrives, so a progress bar over a
+slow EHR moves with every answer, not every few dozen.
 """
 
 from __future__ import annotations
@@ -29,11 +31,16 @@ import datetime as dt
 from collections.abc import Iterable, Iterator
 
 from adapter.fhir.source import BadLine, Page, SourceLine
-from adapter.sync.runs import StopCheck, SyncStopped
+from adapter.sync.runs import Progress, StopCheck, SyncStopped
 
 
-def join_pages(pages: Iterable[Page], at_least: int, should_stop: StopCheck) -> Iterator[Page]:
-    """``pages`` joined in order into pages of ``at_least`` lines (the last one may hold fewer)."""
+def join_pages(
+    pages: Iterable[Page], at_least: int, should_stop: StopCheck, progress: Progress | None = None
+) -> Iterator[Page]:
+    """``pages`` joined in order into pages of ``at_least`` lines (the last one may hold fewer).
+
+    ``progress`` is told each source page's lines as the page is read.
+    """
     lines: list[SourceLine | BadLine] = []
     watermark: dt.datetime | None = None
     cursor: str | None = None
@@ -42,6 +49,8 @@ def join_pages(pages: Iterable[Page], at_least: int, should_stop: StopCheck) -> 
         if should_stop():
             raise SyncStopped
         lines.extend(page.lines)
+        if progress:
+            progress(len(page.lines))
         watermark = watermark or page.watermark
         cursor, pending = page.cursor, True
         if len(lines) >= at_least or page.deleted:

@@ -65,7 +65,7 @@ def ingest_type(
         resume = None if full else cursor.resume
     watermark: dt.datetime | None = None
     pages = source.pages(resource_type, patient_refs=patient_refs, since=since, resume=resume)
-    for page in join_pages(pages, resources_per_commit, should_stop):
+    for page in join_pages(pages, resources_per_commit, should_stop, progress):
         watermark = watermark or page.watermark
         with sessions.begin() as session:
             rows: dict[str, Row] = {**_stored_rows(session, ctx.site, resource_type, page.lines)}
@@ -105,8 +105,6 @@ def ingest_type(
             cursor.updated_at = utcnow()
         if statistics is not None:
             statistics.wrote(len(page.lines))
-        if progress:
-            progress(len(page.lines))
     with sessions.begin() as session:
         cursor = _cursor(session, ctx.site, resource_type)
         cursor.resume = None
