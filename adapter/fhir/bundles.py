@@ -24,6 +24,7 @@ it is not handed on, and its ``BadLine`` names it, so the sync raises
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import email.utils
@@ -159,7 +160,9 @@ def medication_lookup(
     The ids go in as many as fit ``max_url_bytes`` (the site's URL budget,
     as for the patient batches: ``batching.pack``), at most ``batch_size``:
     a server's ids can be long, and a gateway that refuses long URLs
-    refuses a lookup as readily as a search.
+    refuses a lookup as readily as a search.  A lookup refused as too long
+    anyway (414, or a 400/404 that says so) is asked again in two halves;
+    a Medication read twice that way is only added twice.
 
     A server that refuses (no Medication read scope, 403; no such search,
     400) leaves the references unresolved, so the administrations become
@@ -169,16 +172,29 @@ def medication_lookup(
 
     def fetch(ids: Sequence[str]) -> Iterator[dict[str, Any]]:
         count = [("_count", str(batch_size))]  # as long as any chunk's own count
-        chunks = batching.pack(
-            client.base_url, "Medication", "_id", ids, count, max_url_bytes=max_url_bytes, most=batch_size
+        waiting = collections.deque(
+            batching.pack(
+                client.base_url, "Medication", "_id", ids, count, max_url_bytes=max_url_bytes, most=batch_size
+            )
         )
-        for chunk in chunks:
+        while waiting:
+            chunk = waiting.popleft()
             params = {"_id": ",".join(chunk), "_count": str(len(chunk))}
             try:
                 pages = walk(client, "Medication", resource_type="Medication", params=params, strict=strict)
                 for page in pages:
                     yield from (line.resource for line in page.lines if isinstance(line, SourceLine))
             except errors.FatalNetworkError as exc:
+                if len(chunk) > 1 and batching.url_too_long(exc):
+                    half = len(chunk) // 2
+                    waiting.extendleft((chunk[half:], chunk[:half]))  # first half first
+                    log.warning(
+                        "the server refused a Medication lookup URL as too long; asking for %d at a time "
+                        "(lower max_url_bytes to avoid the refusals)",
+                        half,
+                        extra={"site": client.site},
+                    )
+                    continue
                 log.warning(
                     "the site's Medication resources cannot be read, so administrations that name their "
                     "drug by reference stay unmapped (each becomes an issue; once the adapter may read "

@@ -4,6 +4,7 @@ Against a mocked server (``responses``): every search URL the source sends
 stays within ``max_url_bytes`` and ``patient_batch_size``, every patient is
 asked for exactly once, and a 414 (or a 400 that says the URL is too long)
 halves the batch for the rest of the pass without losing or repeating a page.
+Medication lookups by id keep to the same budget and are halved the same way.
 The same result set with fewer requests against a real server is in
 ``test_fhir_rest_sync.py``.
 """
@@ -168,6 +169,33 @@ def test_medication_lookups_keep_to_the_url_budget_too(client: http.FhirClient) 
     assert [i for call in responses.calls for i in searched(call, "_id")] == sorted(MEDICATIONS)  # each once
     for call in responses.calls:
         assert searched(call, "_count") == [str(len(searched(call, "_id")))]
+
+
+@responses.activate
+def test_a_medication_lookup_refused_as_too_long_is_asked_again_in_halves(
+    client: http.FhirClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway shorter than the configured budget: every reference still resolves."""
+
+    def respond(request: Any) -> tuple[int, dict[str, str], str]:
+        if len(request.url) > 900:
+            return 414, {}, "<html><body>URI Too Long</body></html>"
+        return medications_of(request)
+
+    responses.add_callback(responses.GET, f"{BASE}/Medication", callback=respond)
+    administrations = [
+        {
+            "resourceType": "MedicationAdministration",
+            "id": f"a{n}",
+            "medicationReference": {"reference": f"Medication/{m}"},
+        }
+        for n, m in enumerate(MEDICATIONS[:40])
+    ]
+    assert make_source(client).medications.inline(administrations) == 40  # default budget: one URL of 40
+    answered = [call for call in responses.calls if call.response.status_code == 200]
+    assert [i for call in answered for i in searched(call, "_id")] == sorted(MEDICATIONS[:40])
+    assert all(len(call.request.url) <= 900 for call in answered)
+    assert "refused a Medication lookup URL as too long" in caplog.text
 
 
 @pytest.mark.parametrize(("budget", "message"), [(100, "greater than or equal to 512"), (10**6, "less than")])
