@@ -4,7 +4,7 @@ A commit is the dearest step of storing a page: its rows' index pages are
 written to the journal, and every few commits checkpointed with a flush
 to disk.  Resource ids are random, so a page of 500 resources touches
 about as many index pages as a page of 2,000, and committing source pages
-one by one cost a fifth of a first load at 1,000 patients
+one by one cost about 15 % of a first load at 1,000 patients
 (bench/memory_bench.py; a REST page is only ``page_size`` = 100 resources).
 Joining consecutive pages until ``[sync] resources_per_commit`` resources
 are read commits a quarter as often, for the memory of those resources.
