@@ -15,7 +15,7 @@ import orjson
 import sqlalchemy as sa
 
 from adapter import sync
-from adapter.store import db, models
+from adapter.store import db, models, state
 
 from support import demo_sandbox
 
@@ -73,3 +73,18 @@ def test_a_derivation_issue_opens_resolves_and_reopens_across_passes(tmp_path: P
     second_transplant(procedures, present=True)
     sync.sync_site(setup, sessions)
     assert derivation_issues(sessions) == [(kind, "open", sources)]
+
+
+def test_a_batch_reads_each_subjects_facts_as_one_subject_read_would(tmp_path: Path) -> None:
+    """``derive_dirty`` reads a batch's facts in one query: per subject, the same facts in the same order."""
+    config = demo_sandbox(tmp_path)
+    config = config.model_copy(update={"sites": [s for s in config.sites if s.id == SITE]})
+    setup, sessions = sync.SiteSetup.load(config, config.sites[0]), db.open_store(config.store.url)
+    sync.sync_site(setup, sessions)
+    subjects = [*sorted(setup.roster.subject_ids), "NOT-ENROLLED"]
+    with sessions() as session:
+        batch = state.subjects_fact_payloads(session, SITE, subjects)
+        for subject_id in subjects:
+            one_by_one = state.subject_facts(session, SITE, subject_id)
+            assert state.facts_from_json(batch[subject_id]) == one_by_one, subject_id
+    assert sum(len(payloads) > 0 for payloads in batch.values()) >= 3 and batch["NOT-ENROLLED"] == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import privacy
+from adapter.mapping.facts import Fact
 from adapter.protocol import context
 from adapter.protocol.derive import derive_subject
 from adapter.store import records, state
@@ -44,14 +45,21 @@ def derive_dirty(
         batch = subjects[start : start + SUBJECTS_PER_TRANSACTION]
         with sessions.begin() as session:
             issues = PageIssues()  # the batch's derivation issues, written with a few statements
+            payloads = state.subjects_fact_payloads(session, site_id, batch)  # one read for the batch
             for subject_id in batch:
-                _derive_subject(session, setup, subject_id, summary, issues)
+                facts = state.facts_from_json(payloads.pop(subject_id))
+                _derive_subject(session, setup, subject_id, facts, summary, issues)
             issues.write(session)
             state.clear_dirty(session, site_id, batch)
 
 
 def _derive_subject(
-    session: Session, setup: SiteSetup, subject_id: str, summary: SyncSummary, issues: PageIssues
+    session: Session,
+    setup: SiteSetup,
+    subject_id: str,
+    facts: list[Fact],
+    summary: SyncSummary,
+    issues: PageIssues,
 ) -> None:
     """One subject's records derived from its stored facts and reconciled with what was sent.
 
@@ -59,7 +67,6 @@ def _derive_subject(
     """
     site_id = setup.site.id
     entry = setup.roster.entry(subject_id)
-    facts = state.subject_facts(session, site_id, subject_id)
     subject = context.SubjectContext(
         study=setup.study,
         site=site_id,
