@@ -173,7 +173,7 @@ def _drain(
 def _acknowledge(session: Session, item_ids: Sequence[int], at: dt.datetime, repository: str | None) -> None:
     """Mark items delivered in one statement per chunk (a per-row ORM flush dominated large batches)."""
     session.flush()
-    for chunk in _chunks(item_ids):
+    for chunk in state.in_chunks(item_ids):
         session.execute(
             sa.update(models.OutboxItem)
             .where(models.OutboxItem.id.in_(chunk))
@@ -246,7 +246,7 @@ def _withdrawn_records(
         return {}
     wanted = sorted({item.record_id for item in retractions})
     upserts: dict[str, list[tuple[int, str]]] = {}
-    for chunk in _chunks(wanted):
+    for chunk in state.in_chunks(wanted):
         rows = session.execute(
             sa.select(models.OutboxItem.id, models.OutboxItem.record_id, models.OutboxItem.payload)
             .where(models.OutboxItem.operation == "upsert", models.OutboxItem.record_id.in_(chunk))
@@ -332,8 +332,3 @@ def _resolve_failure(session: Session, item: models.OutboxItem) -> None:
     row = session.get(models.IssueRow, key)
     if row is not None and row.status == "open":
         row.status, row.resolved_at = "resolved", utcnow()
-
-
-def _chunks(values: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
-    """Slices small enough for any SQLite's limit on bound parameters (999 before 3.32)."""
-    return [values[start : start + size] for start in range(0, len(values), size)]

@@ -32,11 +32,6 @@ _FACT_LIST: TypeAdapter[list[Fact]] = TypeAdapter(list[Fact])
 _SUBJECTS_OF_SOURCE = sa.select(models.FactRow.subject_id).where(
     models.FactRow.site == sa.bindparam("site"), models.FactRow.source_ref == sa.bindparam("source_ref")
 )
-_SUBJECT_FACTS = (
-    sa.select(models.FactRow.payload)
-    .where(models.FactRow.site == sa.bindparam("site"), models.FactRow.subject_id == sa.bindparam("subject"))
-    .order_by(models.FactRow.id)
-)
 _SUBJECTS_FACTS = (
     sa.select(models.FactRow.subject_id, models.FactRow.payload)
     .where(
@@ -109,6 +104,11 @@ class PageRows:
 IDS_PER_QUERY = 500  # ids per IN (...): far below SQLite's and PostgreSQL's parameter limits
 
 
+def in_chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
+    """``values`` in slices of ``IDS_PER_QUERY``: one IN (...) list each, under any database's limit."""
+    return [values[start : start + IDS_PER_QUERY] for start in range(0, len(values), IDS_PER_QUERY)]
+
+
 def stored_sources(
     session: Session,
     site: str,
@@ -125,15 +125,14 @@ def stored_sources(
     every incremental pass.  ``include_deleted=False`` leaves out resources
     already retired.
     """
-    wanted = sorted(set(ids))
     row = models.SourceResource
     found: list[models.SourceResource] = []
-    for start in range(0, len(wanted), IDS_PER_QUERY):
+    for chunk in in_chunks(sorted(set(ids))):
         query = (
             sa.select(row)
             .options(orm.defer(row.raw))
             .where(row.site == site, row.resource_type == resource_type)
-            .where(row.resource_id.in_(wanted[start : start + IDS_PER_QUERY]))
+            .where(row.resource_id.in_(chunk))
         )
         if not include_deleted:
             query = query.where(row.outcome != "deleted")
@@ -234,19 +233,16 @@ def dirty_subjects(session: Session, site: str) -> list[str]:
 
 def clear_dirty(session: Session, site: str, subject_ids: Sequence[str]) -> None:
     """The subjects are derived: one DELETE for a batch (no ORM object of them is ever loaded)."""
-    for start in range(0, len(subject_ids), IDS_PER_QUERY):
+    for chunk in in_chunks(subject_ids):
         session.execute(
             sa.delete(models.DirtySubject)
-            .where(
-                models.DirtySubject.site == site,
-                models.DirtySubject.subject_id.in_(subject_ids[start : start + IDS_PER_QUERY]),
-            )
+            .where(models.DirtySubject.site == site, models.DirtySubject.subject_id.in_(chunk))
             .execution_options(synchronize_session=False)
         )
 
 
 def subject_facts(session: Session, site: str, subject_id: str) -> list[Fact]:
-    return facts_from_json(session.scalars(_SUBJECT_FACTS, {"site": site, "subject": subject_id}))
+    return facts_from_json(subjects_fact_payloads(session, site, [subject_id])[subject_id])
 
 
 def facts_from_json(payloads: Iterable[str]) -> list[Fact]:
@@ -263,11 +259,8 @@ def subjects_fact_payloads(session: Session, site: str, subject_ids: Sequence[st
     (``facts_from_json``), so a batch holds text, not models.
     """
     found: dict[str, list[str]] = {subject_id: [] for subject_id in subject_ids}
-    for start in range(0, len(subject_ids), IDS_PER_QUERY):
-        rows = session.execute(
-            _SUBJECTS_FACTS, {"site": site, "subjects": subject_ids[start : start + IDS_PER_QUERY]}
-        )
-        for subject_id, payload in rows:
+    for chunk in in_chunks(subject_ids):
+        for subject_id, payload in session.execute(_SUBJECTS_FACTS, {"site": site, "subjects": chunk}):
             found[subject_id].append(payload)
     return found
 
