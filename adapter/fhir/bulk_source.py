@@ -260,13 +260,6 @@ def _resume_position(resume: str | None, export_id: str, resource_type: str) -> 
     return lines if isinstance(lines, int) and lines > 0 else 0
 
 
-def deleted_refs(
-    site: str, folder: Path, resource_type: str, max_bytes: int = ndjson.MAX_RESOURCE_BYTES
-) -> list[str]:
-    """``Type/id`` of the resources of one type the export's ``deleted`` files list (``deleted_by_type``)."""
-    return deleted_by_type(site, folder, max_bytes).get(resource_type, [])
-
-
 def deleted_by_type(
     site: str, folder: Path, max_bytes: int = ndjson.MAX_RESOURCE_BYTES
 ) -> dict[str, list[str]]:

@@ -160,7 +160,7 @@ def test_a_deleted_file_that_failed_to_download_is_fetched_by_the_next_pass_alon
         STATUS,
         f"{FILES}/deleted-0.ndjson",
     ]  # no second kick-off, no output file again
-    assert bulk_source.deleted_refs("test-site", result.folder, "Observation") == ["Observation/gone"]
+    assert bulk_source.deleted_by_type("test-site", result.folder)["Observation"] == ["Observation/gone"]
 
 
 @responses.activate
