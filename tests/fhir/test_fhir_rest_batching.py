@@ -150,18 +150,23 @@ def medications_of(request: Any) -> tuple[int, dict[str, str], str]:
     return 200, {}, json.dumps(body)
 
 
-@responses.activate
-def test_medication_lookups_keep_to_the_url_budget_too(client: http.FhirClient) -> None:
-    """Drugs named by reference: the Medication ids are packed like patients, never past the budget."""
-    responses.add_callback(responses.GET, f"{BASE}/Medication", callback=medications_of)
-    administrations = [
+def naming(medication_ids: list[str]) -> list[dict[str, Any]]:
+    """One administration per Medication id, naming its drug by reference."""
+    return [
         {
             "resourceType": "MedicationAdministration",
             "id": f"a{n}",
             "medicationReference": {"reference": f"Medication/{m}"},
         }
-        for n, m in enumerate(MEDICATIONS)
+        for n, m in enumerate(medication_ids)
     ]
+
+
+@responses.activate
+def test_medication_lookups_keep_to_the_url_budget_too(client: http.FhirClient) -> None:
+    """Drugs named by reference: the Medication ids are packed like patients, never past the budget."""
+    responses.add_callback(responses.GET, f"{BASE}/Medication", callback=medications_of)
+    administrations = naming(MEDICATIONS)
     source = make_source(client, max_url_bytes=700)
     assert source.medications.inline(administrations) == len(MEDICATIONS)
     urls = [call.request.url for call in responses.calls]
@@ -183,14 +188,7 @@ def test_a_medication_lookup_refused_as_too_long_is_asked_again_in_halves(
         return medications_of(request)
 
     responses.add_callback(responses.GET, f"{BASE}/Medication", callback=respond)
-    administrations = [
-        {
-            "resourceType": "MedicationAdministration",
-            "id": f"a{n}",
-            "medicationReference": {"reference": f"Medication/{m}"},
-        }
-        for n, m in enumerate(MEDICATIONS[:40])
-    ]
+    administrations = naming(MEDICATIONS[:40])
     assert make_source(client).medications.inline(administrations) == 40  # default budget: one URL of 40
     answered = [call for call in responses.calls if call.response.status_code == 200]
     assert [i for call in answered for i in searched(call, "_id")] == sorted(MEDICATIONS[:40])
