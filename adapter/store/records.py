@@ -16,14 +16,15 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from adapter.store import models
+from adapter.store import bulk_insert, models, state
 from adapter.store.hashing import canonical_json, substance_hash
 from adapter.store.models import utcnow
 
-# Run once per subject, built once with bound parameters: building a
-# SQLAlchemy statement took longer than SQLite took to run it.
-_SUBJECT_RECORDS = sa.select(models.RecordRow).where(
-    models.RecordRow.site == sa.bindparam("site"), models.RecordRow.subject_id == sa.bindparam("subject")
+# Built once with bound parameters: building a SQLAlchemy statement took
+# longer than SQLite took to run it.
+_SUBJECTS_RECORDS = sa.select(models.RecordRow).where(
+    models.RecordRow.site == sa.bindparam("site"),
+    models.RecordRow.subject_id.in_(sa.bindparam("subjects", expanding=True)),
 )
 
 
@@ -43,36 +44,80 @@ def reconcile_records(
     catalog version stamp keeps the stored payload, the one the repository
     has, and is not sent again.  Returns (upserts, retractions).
     """
-    stored = {
-        row.record_id: row for row in session.scalars(_SUBJECT_RECORDS, {"site": site, "subject": subject_id})
-    }
-    upserts = retractions = 0
-    now = utcnow()
-    new_records: list[dict[str, Any]] = []
-    outbox: list[dict[str, Any]] = []
-    for record_id in sorted(payloads):
-        payload = payloads[record_id]
+    return reconcile_subjects(session, site, {subject_id: payloads})
+
+
+def reconcile_subjects(
+    session: Session, site: str, payloads_by_subject: dict[str, dict[str, dict[str, Any]]]
+) -> tuple[int, int]:
+    """``reconcile_records`` for several subjects at once, with a few statements in all.
+
+    A derivation batch's stored records are read with one query per few
+    hundred subjects, and its new records and outbox items are written in
+    bulk, instead of three statements per subject (each a round trip on
+    PostgreSQL).  The outbox items queue in the order of ``payloads_by_subject``,
+    subject by subject, as one call per subject would queue them.
+    """
+    stored: dict[str, dict[str, models.RecordRow]] = {subject_id: {} for subject_id in payloads_by_subject}
+    for chunk in state.in_chunks(list(payloads_by_subject)):
+        for row in session.scalars(_SUBJECTS_RECORDS, {"site": site, "subjects": chunk}):
+            stored[row.subject_id][row.record_id] = row
+    changes = _Changes(site, utcnow())
+    for subject_id, payloads in payloads_by_subject.items():
+        changes.reconcile(subject_id, payloads, stored[subject_id])
+    # New records and outbox items in bulk, in order, not as ORM objects.
+    connection = session.connection()
+    bulk_insert.insert_rows(connection, models.RecordRow, changes.new_records)
+    bulk_insert.insert_rows(connection, models.OutboxItem, changes.outbox)
+    return changes.upserts, changes.retractions
+
+
+class _Changes:
+    """What reconciling subjects adds: new record rows, outbox items, and their counts.
+
+    A changed or retracted stored record is updated in place on its ORM row,
+    which the session flushes with the transaction.
+    """
+
+    def __init__(self, site: str, now: Any) -> None:
+        self.site, self.now = site, now
+        self.new_records: list[dict[str, Any]] = []
+        self.outbox: list[dict[str, Any]] = []
+        self.upserts = self.retractions = 0
+
+    def reconcile(
+        self, subject_id: str, payloads: dict[str, dict[str, Any]], stored: dict[str, models.RecordRow]
+    ) -> None:
+        """One subject's upserts for new or changed records, then its retractions."""
+        for record_id in sorted(payloads):
+            self._upsert(subject_id, record_id, payloads[record_id], stored.get(record_id))
+        for record_id, row in sorted(stored.items()):
+            if record_id not in payloads and not row.retracted:
+                self._retract(subject_id, record_id, row)
+
+    def _upsert(
+        self, subject_id: str, record_id: str, payload: dict[str, Any], row: models.RecordRow | None
+    ) -> None:
         digest = substance_hash(payload)
-        row = stored.get(record_id)
         if row is not None and not row.retracted:
             if row.content_hash == digest:
-                continue
+                return
             if _same_substance(row.payload, payload):
                 row.content_hash = digest  # stored before hashes left the provenance out
-                continue
+                return
         body = canonical_json(payload)  # serialized once: stored record and outbox item
         record_type, text = payload["record_type"], body.decode()
         if row is None:
-            new_records.append(
+            self.new_records.append(
                 {
                     "record_id": record_id,
-                    "site": site,
+                    "site": self.site,
                     "subject_id": subject_id,
                     "record_type": record_type,
                     "content_hash": digest,
                     "payload": text,
                     "retracted": False,
-                    "updated_at": now,
+                    "updated_at": self.now,
                 }
             )
         else:
@@ -80,40 +125,25 @@ def reconcile_records(
             row.content_hash = digest
             row.payload = text
             row.retracted = False
-            row.updated_at = now
-        outbox.append(_outbox_row(site, subject_id, record_id, record_type, "upsert", text, digest))
-        upserts += 1
-    for record_id, row in sorted(stored.items()):
-        if record_id in payloads or row.retracted:
-            continue
+            row.updated_at = self.now
+        self.outbox.append(_outbox_row(self.site, subject_id, record_id, record_type, "upsert", text, digest))
+        self.upserts += 1
+
+    def _retract(self, subject_id: str, record_id: str, row: models.RecordRow) -> None:
         row.retracted = True
-        row.updated_at = now
+        row.updated_at = self.now
         tombstone = {
             "record_id": record_id,
             "record_type": row.record_type,
             "subject_id": subject_id,
-            "site": site,
+            "site": self.site,
         }
         body = canonical_json(tombstone)
-        outbox.append(
-            _outbox_row(
-                site,
-                subject_id,
-                record_id,
-                row.record_type,
-                "retract",
-                body.decode(),
-                hashlib.sha256(body).hexdigest(),
-            )
+        digest = hashlib.sha256(body).hexdigest()
+        self.outbox.append(
+            _outbox_row(self.site, subject_id, record_id, row.record_type, "retract", body.decode(), digest)
         )
-        retractions += 1
-    # New records and outbox items in bulk (Core executemany, in order), not as ORM objects.
-    connection = session.connection()
-    if new_records:
-        connection.execute(sa.insert(models.RecordRow), new_records)
-    if outbox:
-        connection.execute(sa.insert(models.OutboxItem), outbox)
-    return upserts, retractions
+        self.retractions += 1
 
 
 def _same_substance(stored_payload: str, payload: dict[str, Any]) -> bool:

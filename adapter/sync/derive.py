@@ -9,6 +9,8 @@ reaches the outbox.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import privacy
@@ -33,7 +35,9 @@ def derive_dirty(
     """Re-derive every subject marked dirty and enqueue what changed.
 
     A subject's records, its outbox items and the clearing of its dirty mark
-    commit together, with a few dozen other subjects' (``SUBJECTS_PER_TRANSACTION``).
+    commit together, with a few dozen other subjects' (``SUBJECTS_PER_TRANSACTION``),
+    and the batch reads and writes its facts, records and issues with a few
+    statements, not a few per subject.
     """
     site_id = setup.site.id
     with sessions.begin() as session:
@@ -45,25 +49,26 @@ def derive_dirty(
         batch = subjects[start : start + SUBJECTS_PER_TRANSACTION]
         with sessions.begin() as session:
             issues = PageIssues()  # the batch's derivation issues, written with a few statements
-            payloads = state.subjects_fact_payloads(session, site_id, batch)  # one read for the batch
+            fact_payloads = state.subjects_fact_payloads(session, site_id, batch)  # one read for the batch
+            derived: dict[str, dict[str, dict[str, Any]]] = {}
             for subject_id in batch:
-                facts = state.facts_from_json(payloads.pop(subject_id))
-                _derive_subject(session, setup, subject_id, facts, summary, issues)
+                facts = state.facts_from_json(fact_payloads.pop(subject_id))
+                derived[subject_id] = _derive_subject(setup, subject_id, facts, issues)
+            upserts, retractions = records.reconcile_subjects(session, site_id, derived)
+            summary.upserts += upserts
+            summary.retractions += retractions
+            summary.subjects_derived += len(batch)
             issues.write(session)
             state.clear_dirty(session, site_id, batch)
 
 
 def _derive_subject(
-    session: Session,
-    setup: SiteSetup,
-    subject_id: str,
-    facts: list[Fact],
-    summary: SyncSummary,
-    issues: PageIssues,
-) -> None:
-    """One subject's records derived from its stored facts and reconciled with what was sent.
+    setup: SiteSetup, subject_id: str, facts: list[Fact], issues: PageIssues
+) -> dict[str, dict[str, Any]]:
+    """One subject's records derived from its stored facts, pseudonymised, by record id.
 
-    Its derivation issues wait in ``issues`` for the batch's write.
+    Its derivation issues wait in ``issues`` for the batch's write, and its
+    records for the batch's reconciliation with what was sent.
     """
     site_id = setup.site.id
     entry = setup.roster.entry(subject_id)
@@ -85,8 +90,5 @@ def _derive_subject(
         )
         for record in derivation.records
     }
-    upserts, retractions = records.reconcile_records(session, site_id, subject_id, payloads)
     issues.replace(site_id, f"derive:{subject_id}", derivation.issues, known=True)
-    summary.upserts += upserts
-    summary.retractions += retractions
-    summary.subjects_derived += 1
+    return payloads
