@@ -173,10 +173,10 @@ def _drain(
 def _acknowledge(session: Session, item_ids: Sequence[int], at: dt.datetime, repository: str | None) -> None:
     """Mark items delivered in one statement per chunk (a per-row ORM flush dominated large batches)."""
     session.flush()
-    for chunk in state.in_chunks(item_ids):
+    for among in state.among_values(session, models.OutboxItem.id, item_ids):
         session.execute(
             sa.update(models.OutboxItem)
-            .where(models.OutboxItem.id.in_(chunk))
+            .where(among)
             .values(delivered_at=at, attempts=models.OutboxItem.attempts + 1, delivered_to=repository)
             .execution_options(synchronize_session=False)
         )
@@ -246,10 +246,10 @@ def _withdrawn_records(
         return {}
     wanted = sorted({item.record_id for item in retractions})
     upserts: dict[str, list[tuple[int, str]]] = {}
-    for chunk in state.in_chunks(wanted):
+    for among in state.among_values(session, models.OutboxItem.record_id, wanted):
         rows = session.execute(
             sa.select(models.OutboxItem.id, models.OutboxItem.record_id, models.OutboxItem.payload)
-            .where(models.OutboxItem.operation == "upsert", models.OutboxItem.record_id.in_(chunk))
+            .where(models.OutboxItem.operation == "upsert", among)
             .order_by(models.OutboxItem.id)
         )
         for item_id, record_id, payload in rows:

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlalchemy import orm
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from adapter.mapping.facts import Fact
@@ -109,6 +110,22 @@ def in_chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
     return [values[start : start + IDS_PER_QUERY] for start in range(0, len(values), IDS_PER_QUERY)]
 
 
+def among_values(session: Session, column: Any, values: Sequence[Any]) -> list[sa.ColumnElement[bool]]:
+    """Conditions that ``column`` is one of ``values``: one query each, under any database's limit.
+
+    On PostgreSQL a single ``column = ANY(:array)``, one parameter however
+    many values: an IN list of a few hundred parameters took about ten
+    milliseconds per query to send and plan.  Elsewhere ``IN (...)`` lists of
+    ``IDS_PER_QUERY`` values (``in_chunks``).
+    """
+    if not values:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        array = sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
+        return [column == sa.any_(array)]
+    return [column.in_(chunk) for chunk in in_chunks(values)]
+
+
 def stored_sources(
     session: Session,
     site: str,
@@ -126,17 +143,14 @@ def stored_sources(
     already retired.
     """
     row = models.SourceResource
+    query = (
+        sa.select(row).options(orm.defer(row.raw)).where(row.site == site, row.resource_type == resource_type)
+    )
+    if not include_deleted:
+        query = query.where(row.outcome != "deleted")
     found: list[models.SourceResource] = []
-    for chunk in in_chunks(sorted(set(ids))):
-        query = (
-            sa.select(row)
-            .options(orm.defer(row.raw))
-            .where(row.site == site, row.resource_type == resource_type)
-            .where(row.resource_id.in_(chunk))
-        )
-        if not include_deleted:
-            query = query.where(row.outcome != "deleted")
-        found.extend(session.scalars(query))
+    for among in among_values(session, row.resource_id, sorted(set(ids))):
+        found.extend(session.scalars(query.where(among)))
     return found
 
 

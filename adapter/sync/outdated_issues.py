@@ -19,11 +19,10 @@ from sqlalchemy.orm import Session
 
 from adapter.mapping.issues import IssueKind
 from adapter.mapping.not_counted import ENTERED_IN_ERROR, NOT_DONE
-from adapter.store import models
+from adapter.store import models, state
 
 # Statuses that raised ``not_final`` before and raise no issue now.
 NO_LONGER_NOT_FINAL = frozenset({NOT_DONE, ENTERED_IN_ERROR})
-BATCH = 500  # ids per query, well under any database's limit of bound parameters
 
 
 def outdated(session: Session, site: str) -> list[tuple[str, str]]:
@@ -44,13 +43,10 @@ def outdated(session: Session, site: str) -> list[tuple[str, str]]:
     stored = models.SourceResource
     found = []
     for resource_type, ids in sorted(ids_by_type.items()):
-        ordered = sorted(ids)
-        for start in range(0, len(ordered), BATCH):  # by primary key, never a scan of the table
-            rows = session.execute(
+        for among in state.among_values(session, stored.resource_id, sorted(ids)):
+            rows = session.execute(  # by primary key, never a scan of the table
                 sa.select(stored.resource_id, stored.raw).where(
-                    stored.site == site,
-                    stored.resource_type == resource_type,
-                    stored.resource_id.in_(ordered[start : start + BATCH]),
+                    stored.site == site, stored.resource_type == resource_type, among
                 )
             )
             found += [(resource_type, rid) for rid, raw in rows if _status(raw) in NO_LONGER_NOT_FINAL]

@@ -25,8 +25,6 @@ from adapter.sync.setup import SiteSetup
 
 log = logging.getLogger(__package__)  # "adapter.sync": one logger name for the whole pass
 
-UNKEPT_BATCH = 500  # patient refs per UPDATE when patients join the roster
-
 
 def link_patients(
     setup: SiteSetup,
@@ -100,17 +98,16 @@ def _requeue_unkept(session: Session, site_id: str, joined: set[str]) -> None:
     unchanged resource again.  Both commit with the links, so a pass that
     stops early leaves the next one the same work.  Nothing happens when no
     such row exists: the usual new patient (a first pass, a REST or Bulk
-    source that never handed over the patient's data) costs one query per
-    ``UNKEPT_BATCH`` patients, not a full read.
+    source that never handed over the patient's data) costs one UPDATE per
+    few hundred patients (``state.among_values``), not a full read.
     """
-    refs = sorted(joined)
     marked = 0
-    for start in range(0, len(refs), UNKEPT_BATCH):
+    for among in state.among_values(session, models.SourceResource.patient_ref, sorted(joined)):
         result = session.execute(
             sa.update(models.SourceResource)
             .where(
                 models.SourceResource.site == site_id,
-                models.SourceResource.patient_ref.in_(refs[start : start + UNKEPT_BATCH]),
+                among,
                 models.SourceResource.version != TOO_LARGE,
                 models.SourceResource.outcome != "deleted",
             )
