@@ -132,6 +132,9 @@ def test_rows_with_different_keys_take_the_ordinary_insert(
 
 def test_a_pass_loading_rows_refreshes_the_planner_statistics_on_postgresql(store_url: str) -> None:
     sessions = db.open_store(store_url)
+    with sessions.begin() as session:  # enough distinct ids for a histogram longer than a small sample's
+        rows = source_rows("stats", 1000, with_moment=False)
+        bulk_insert.insert_rows(session.connection(), models.SourceResource, rows)
     statistics = planner.Statistics(sessions)
     statistics.wrote(planner.FIRST_AFTER - 1)
     assert statistics.runs == 0
@@ -146,7 +149,17 @@ def test_a_pass_loading_rows_refreshes_the_planner_statistics_on_postgresql(stor
         analyzed = session.scalar(
             sa.text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'source_resources'")
         )
+        bounds = session.scalar(
+            sa.text(
+                "SELECT array_length(histogram_bounds, 1) FROM pg_stats"
+                " WHERE tablename = 'source_resources' AND attname = 'resource_id'"
+            )
+        )
+        target = session.scalar(sa.text("SHOW default_statistics_target"))
     assert analyzed is not None
+    # the small sample: a histogram of at most target + 1 bounds, and the session's target untouched
+    assert bounds is not None and 2 <= bounds <= planner.STATISTICS_TARGET + 1
+    assert target == "100"
 
 
 def test_a_sqlite_store_connection_is_durable_private_and_checkpoints_rarely(tmp_path: Path) -> None:
