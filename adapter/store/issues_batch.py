@@ -28,6 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from adapter.mapping.issues import MappingIssue
 from adapter.store import models
@@ -77,6 +78,7 @@ class PageIssues:
             now = utcnow()
             rows = [_issue_row(issue, now) for issue in self._latest.values()]
             connection.execute(_upsert_issues(session), rows)
+            _expire_loaded(session, self._latest)
         links = [
             {"issue_key": key, "site": site, "source": source}
             for (site, source), keys in self._raised.items()
@@ -85,6 +87,19 @@ class PageIssues:
         if links:
             connection.execute(_insert(session, models.IssueSource).on_conflict_do_nothing(), links)
         self._raised, self._stale, self._latest = {}, set(), {}
+
+
+def _expire_loaded(session: Session, keys: Iterable[str]) -> None:
+    """Issues the session holds as ORM objects read the upsert's outcome on their next use.
+
+    The upsert bypasses the ORM, so an ``IssueRow`` loaded earlier in the
+    transaction (the outbox reads a delivery's issue after writing it) would
+    otherwise keep its old status and details.
+    """
+    for key in keys:
+        row = session.identity_map.get(identity_key(models.IssueRow, key))
+        if row is not None:
+            session.expire(row)
 
 
 def _issue_row(issue: MappingIssue, now: Any) -> dict[str, Any]:

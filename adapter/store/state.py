@@ -296,44 +296,14 @@ def replace_issues(
     An issue already known keeps its status unless it was resolved, in which
     case it reopens: the problem is back.  An ignored issue stays ignored.
     ``known=False``: the source is new, so it raised nothing before.  With
-    ``page`` the issues wait for the page's bulk write (``issues_batch``),
-    which keeps the same lifecycle.
+    ``page`` the issues wait for the page's bulk write; without, they are
+    written at once.  Either way ``issues_batch.PageIssues`` writes them, the
+    one implementation of that lifecycle.
     """
-    if page is not None:
-        page.issues.replace(site, source, issues, known=known)
-        return
-    if known:
-        session.execute(
-            sa.delete(models.IssueSource).where(
-                models.IssueSource.site == site, models.IssueSource.source == source
-            )
-        )
-    unique = {i.key: i for i in issues}
-    if not unique:
-        return  # the common case: a resource that mapped cleanly
-    now = utcnow()
-    for issue in unique.values():
-        row = session.get(models.IssueRow, issue.key)
-        if row is None:
-            row = models.IssueRow(
-                key=issue.key,
-                site=site,
-                kind=issue.kind.value,
-                scope=issue.scope,
-                first_seen=now,
-                status="open",
-            )
-            session.add(row)
-        elif row.status == "resolved":
-            row.status, row.resolved_at = "open", None
-        row.subject_id = issue.subject_id
-        row.concept = issue.concept
-        row.code = issue.code
-        row.unit = issue.unit
-        row.value = issue.value
-        row.detail = issue.detail
-        row.last_seen = now
-        session.merge(models.IssueSource(issue_key=issue.key, site=site, source=source))
+    writer = page.issues if page is not None else PageIssues()
+    writer.replace(site, source, issues, known=known)
+    if page is None:
+        writer.write(session)  # one source: written now, by the same statements as a page's
 
 
 def resolve_orphaned_issues(session: Session, site: str) -> int:

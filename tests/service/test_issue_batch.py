@@ -156,3 +156,23 @@ def test_a_page_raising_an_issue_twice_writes_it_once(store_url: str) -> None:
     with sessions() as session:
         issues, sources = _state(session, "page")
         assert len(issues) == 2 and len(sources) == 3
+
+
+def test_an_issue_loaded_earlier_in_the_transaction_reads_what_was_written(store_url: str) -> None:
+    """The bulk upsert bypasses the ORM; an ``IssueRow`` the session already holds must not stay stale."""
+    sessions = db.open_store(store_url)
+    raised = [(IssueKind.DELIVERY_FAILED, "outbox:7", "failed 3 times")]
+    with sessions.begin() as session:
+        state.replace_issues(session, "s", "outbox:7", _issues("s", raised))
+    key = _issues("s", raised)[0].key
+    with sessions.begin() as session:
+        row = session.get(models.IssueRow, key)
+        assert row is not None and (row.status, row.detail) == ("open", "failed 3 times")
+        row.status = "resolved"  # a person resolves it, in the same transaction as a new failure
+        again = [(IssueKind.DELIVERY_FAILED, "outbox:7", "failed 4 times")]
+        state.replace_issues(session, "s", "outbox:7", _issues("s", again))
+        assert session.get(models.IssueRow, key) is row
+        assert (row.status, row.detail) == ("open", "failed 4 times"), "the problem is back: it reopens"
+    with sessions() as session:
+        stored = session.get(models.IssueRow, key)
+        assert stored is not None and (stored.status, stored.detail) == ("open", "failed 4 times")
