@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from adapter.fhir.source import BadLine, Page, SourceLine
-from adapter.store import bulk_insert, db, models, state
+from adapter.store import bulk_insert, db, models, state, value_lists
 from adapter.sync.batches import join_pages
 from adapter.sync.runs import SyncStopped
 
@@ -100,7 +100,7 @@ def test_progress_is_told_as_each_source_page_arrives() -> None:
 def test_a_joined_page_finds_every_stored_resource_across_id_chunks(tmp_path: Path) -> None:
     """A joined page may name tens of thousands of ids: looked up a few hundred per query."""
     sessions = db.open_store(f"sqlite:///{tmp_path / 'state.db'}")
-    count = state.IDS_PER_QUERY * 2 + 7
+    count = value_lists.IDS_PER_QUERY * 2 + 7
     rows = [
         {
             "site": "s",

@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.mapping.issues import IssueKind, MappingIssue
 from adapter.net import credentials
 from adapter.sinks.base import Delivery, Sink
-from adapter.store import models, state
+from adapter.store import models, state, value_lists
 from adapter.store.models import utcnow
 
 BASE_BACKOFF = dt.timedelta(seconds=30)
@@ -173,7 +173,7 @@ def _drain(
 def _acknowledge(session: Session, item_ids: Sequence[int], at: dt.datetime, repository: str | None) -> None:
     """Mark items delivered in one statement per chunk (a per-row ORM flush dominated large batches)."""
     session.flush()
-    for among in state.among_values(session, models.OutboxItem.id, item_ids):
+    for among in value_lists.among_values(session, models.OutboxItem.id, item_ids):
         session.execute(
             sa.update(models.OutboxItem)
             .where(among)
@@ -246,7 +246,7 @@ def _withdrawn_records(
         return {}
     wanted = sorted({item.record_id for item in retractions})
     upserts: dict[str, list[tuple[int, str]]] = {}
-    for among in state.among_values(session, models.OutboxItem.record_id, wanted):
+    for among in value_lists.among_values(session, models.OutboxItem.record_id, wanted):
         rows = session.execute(
             sa.select(models.OutboxItem.id, models.OutboxItem.record_id, models.OutboxItem.payload)
             .where(models.OutboxItem.operation == "upsert", among)

@@ -31,11 +31,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from adapter.mapping.issues import MappingIssue
-from adapter.store import models
+from adapter.store import models, value_lists
 from adapter.store.models import utcnow
-
-# Sources per bulk DELETE: well under SQLite's smallest limit on bound parameters (999).
-_DELETE_CHUNK = 500
 
 
 class PageIssues:
@@ -67,12 +64,9 @@ class PageIssues:
         connection = session.connection()
         for site, sources in itertools.groupby(sorted(self._stale), key=lambda pair: pair[0]):
             names = [source for _site, source in sources]
-            for start in range(0, len(names), _DELETE_CHUNK):
+            for among in value_lists.among_values(session, models.IssueSource.source, names):
                 connection.execute(
-                    sa.delete(models.IssueSource).where(
-                        models.IssueSource.site == site,
-                        models.IssueSource.source.in_(names[start : start + _DELETE_CHUNK]),
-                    )
+                    sa.delete(models.IssueSource).where(models.IssueSource.site == site, among)
                 )
         if self._latest:
             now = utcnow()

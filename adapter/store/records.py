@@ -16,16 +16,9 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from adapter.store import bulk_insert, models, state
+from adapter.store import bulk_insert, models, value_lists
 from adapter.store.hashing import canonical_json, substance_hash
 from adapter.store.models import utcnow
-
-# Built once with bound parameters: building a SQLAlchemy statement took
-# longer than SQLite took to run it.
-_SUBJECTS_RECORDS = sa.select(models.RecordRow).where(
-    models.RecordRow.site == sa.bindparam("site"),
-    models.RecordRow.subject_id.in_(sa.bindparam("subjects", expanding=True)),
-)
 
 
 def reconcile_records(
@@ -59,8 +52,9 @@ def reconcile_subjects(
     subject by subject, as one call per subject would queue them.
     """
     stored: dict[str, dict[str, models.RecordRow]] = {subject_id: {} for subject_id in payloads_by_subject}
-    for chunk in state.in_chunks(list(payloads_by_subject)):
-        for row in session.scalars(_SUBJECTS_RECORDS, {"site": site, "subjects": chunk}):
+    record = models.RecordRow
+    for among in value_lists.among_values(session, record.subject_id, list(payloads_by_subject)):
+        for row in session.scalars(sa.select(record).where(record.site == site, among)):
             stored[row.subject_id][row.record_id] = row
     changes = _Changes(site, utcnow())
     for subject_id, payloads in payloads_by_subject.items():

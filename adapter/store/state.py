@@ -16,12 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlalchemy import orm
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from adapter.mapping.facts import Fact
 from adapter.mapping.issues import IssueKind, MappingIssue
-from adapter.store import bulk_insert, models
+from adapter.store import bulk_insert, models, value_lists
 from adapter.store.issues_batch import PageIssues
 from adapter.store.models import utcnow
 
@@ -33,15 +32,6 @@ _FACT_LIST: TypeAdapter[list[Fact]] = TypeAdapter(list[Fact])
 _SUBJECTS_OF_SOURCE = sa.select(models.FactRow.subject_id).where(
     models.FactRow.site == sa.bindparam("site"), models.FactRow.source_ref == sa.bindparam("source_ref")
 )
-_SUBJECTS_FACTS = (
-    sa.select(models.FactRow.subject_id, models.FactRow.payload)
-    .where(
-        models.FactRow.site == sa.bindparam("site"),
-        models.FactRow.subject_id.in_(sa.bindparam("subjects", expanding=True)),
-    )
-    .order_by(models.FactRow.id)
-)
-
 
 # ----------------------------------------------------------------- one page of new rows
 
@@ -102,29 +92,6 @@ class PageRows:
 
 # ----------------------------------------------------------------- stored source resources
 
-IDS_PER_QUERY = 500  # ids per IN (...): far below SQLite's and PostgreSQL's parameter limits
-
-
-def in_chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
-    """``values`` in slices of ``IDS_PER_QUERY``: one IN (...) list each, under any database's limit."""
-    return [values[start : start + IDS_PER_QUERY] for start in range(0, len(values), IDS_PER_QUERY)]
-
-
-def among_values(session: Session, column: Any, values: Sequence[Any]) -> list[sa.ColumnElement[bool]]:
-    """Conditions that ``column`` is one of ``values``: one query each, under any database's limit.
-
-    On PostgreSQL a single ``column = ANY(:array)``, one parameter however
-    many values: an IN list of a few hundred parameters took about ten
-    milliseconds per query to send and plan.  Elsewhere ``IN (...)`` lists of
-    ``IDS_PER_QUERY`` values (``in_chunks``).
-    """
-    if not values:
-        return []
-    if session.get_bind().dialect.name == "postgresql":
-        array = sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
-        return [column == sa.any_(array)]
-    return [column.in_(chunk) for chunk in in_chunks(values)]
-
 
 def stored_sources(
     session: Session,
@@ -149,7 +116,7 @@ def stored_sources(
     if not include_deleted:
         query = query.where(row.outcome != "deleted")
     found: list[models.SourceResource] = []
-    for among in among_values(session, row.resource_id, sorted(set(ids))):
+    for among in value_lists.among_values(session, row.resource_id, sorted(set(ids))):
         found.extend(session.scalars(query.where(among)))
     return found
 
@@ -247,10 +214,10 @@ def dirty_subjects(session: Session, site: str) -> list[str]:
 
 def clear_dirty(session: Session, site: str, subject_ids: Sequence[str]) -> None:
     """The subjects are derived: one DELETE for a batch (no ORM object of them is ever loaded)."""
-    for chunk in in_chunks(subject_ids):
+    for among in value_lists.among_values(session, models.DirtySubject.subject_id, subject_ids):
         session.execute(
             sa.delete(models.DirtySubject)
-            .where(models.DirtySubject.site == site, models.DirtySubject.subject_id.in_(chunk))
+            .where(models.DirtySubject.site == site, among)
             .execution_options(synchronize_session=False)
         )
 
@@ -273,8 +240,10 @@ def subjects_fact_payloads(session: Session, site: str, subject_ids: Sequence[st
     (``facts_from_json``), so a batch holds text, not models.
     """
     found: dict[str, list[str]] = {subject_id: [] for subject_id in subject_ids}
-    for chunk in in_chunks(subject_ids):
-        for subject_id, payload in session.execute(_SUBJECTS_FACTS, {"site": site, "subjects": chunk}):
+    fact = models.FactRow
+    for among in value_lists.among_values(session, fact.subject_id, subject_ids):
+        query = sa.select(fact.subject_id, fact.payload).where(fact.site == site, among).order_by(fact.id)
+        for subject_id, payload in session.execute(query):
             found[subject_id].append(payload)
     return found
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from adapter.mapping.issues import IssueKind
 from adapter.mapping.not_counted import ENTERED_IN_ERROR, NOT_DONE
-from adapter.store import models, state
+from adapter.store import models, value_lists
 
 # Statuses that raised ``not_final`` before and raise no issue now.
 NO_LONGER_NOT_FINAL = frozenset({NOT_DONE, ENTERED_IN_ERROR})
@@ -43,7 +43,7 @@ def outdated(session: Session, site: str) -> list[tuple[str, str]]:
     stored = models.SourceResource
     found = []
     for resource_type, ids in sorted(ids_by_type.items()):
-        for among in state.among_values(session, stored.resource_id, sorted(ids)):
+        for among in value_lists.among_values(session, stored.resource_id, sorted(ids)):
             rows = session.execute(  # by primary key, never a scan of the table
                 sa.select(stored.resource_id, stored.raw).where(
                     stored.site == site, stored.resource_type == resource_type, among

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter import roster
 from adapter.fhir.source import BadLine, Source
 from adapter.mapping.issues import IssueKind, MappingIssue
-from adapter.store import models, state
+from adapter.store import models, state, value_lists
 from adapter.store.models import utcnow
 from adapter.sync.resources import NOT_KEPT, TOO_LARGE, bad_line
 from adapter.sync.runs import Progress, SyncSummary
@@ -99,10 +99,10 @@ def _requeue_unkept(session: Session, site_id: str, joined: set[str]) -> None:
     stops early leaves the next one the same work.  Nothing happens when no
     such row exists: the usual new patient (a first pass, a REST or Bulk
     source that never handed over the patient's data) costs one UPDATE per
-    few hundred patients (``state.among_values``), not a full read.
+    few hundred patients (``value_lists.among_values``), not a full read.
     """
     marked = 0
-    for among in state.among_values(session, models.SourceResource.patient_ref, sorted(joined)):
+    for among in value_lists.among_values(session, models.SourceResource.patient_ref, sorted(joined)):
         result = session.execute(
             sa.update(models.SourceResource)
             .where(

@@ -1,4 +1,4 @@
-"""``state.among_values``: "one of these values" as queries any store accepts, on both backends.
+"""``value_lists.among_values``: "one of these values" as queries any store accepts, on both backends.
 
 The sync asks for stored rows by id a commit at a time (2,000 and more),
 beyond what one IN list should carry.  On PostgreSQL the values travel as one
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from adapter.store import bulk_insert, db, models, state
+from adapter.store import bulk_insert, db, models, value_lists
 
 
 def outbox_rows(count: int) -> list[dict[str, object]]:
@@ -36,7 +36,7 @@ def test_every_wanted_row_is_found_once_beyond_one_in_list(store_url: str) -> No
     item = models.OutboxItem
     wanted = [f"rec-{number:05d}" for number in range(0, 2600, 2)]  # half stored, half not
     with sessions() as session:
-        conditions = state.among_values(session, item.record_id, wanted)
+        conditions = value_lists.among_values(session, item.record_id, wanted)
         found = [
             record_id
             for among in conditions
@@ -49,7 +49,7 @@ def test_every_wanted_row_is_found_once_beyond_one_in_list(store_url: str) -> No
     with sessions.begin() as session:
         updated = sum(
             int(session.execute(sa.update(item).where(among).values(attempts=9)).rowcount or 0)  # type: ignore[attr-defined]
-            for among in state.among_values(session, item.id, ids[::3])
+            for among in value_lists.among_values(session, item.id, ids[::3])
         )
     assert updated == len(ids[::3])
     with sessions() as session:
@@ -59,4 +59,4 @@ def test_every_wanted_row_is_found_once_beyond_one_in_list(store_url: str) -> No
 def test_no_values_ask_no_query(store_url: str) -> None:
     sessions = db.open_store(store_url)
     with sessions() as session:
-        assert state.among_values(session, models.OutboxItem.id, []) == []
+        assert value_lists.among_values(session, models.OutboxItem.id, []) == []
