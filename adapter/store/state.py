@@ -29,8 +29,12 @@ _FACT_LIST: TypeAdapter[list[Fact]] = TypeAdapter(list[Fact])
 # The queries the sync runs once per resource or per subject, built once with
 # bound parameters: building a SQLAlchemy statement (coercing its clauses,
 # computing its cache key) took longer than SQLite took to run it.
-_SUBJECTS_OF_SOURCE = sa.select(models.FactRow.subject_id).where(
-    models.FactRow.site == sa.bindparam("site"), models.FactRow.source_ref == sa.bindparam("source_ref")
+_FACTS_OF_SOURCE = (
+    sa.select(models.FactRow.subject_id, models.FactRow.payload)
+    .where(
+        models.FactRow.site == sa.bindparam("site"), models.FactRow.source_ref == sa.bindparam("source_ref")
+    )
+    .order_by(models.FactRow.id)
 )
 
 # ----------------------------------------------------------------- one page of new rows
@@ -138,18 +142,29 @@ def replace_facts(
 
     ``known=False`` says the resource was never stored, so there are no old
     facts to look up (the common case on a first sync: half the queries).
+    A known resource whose new facts are the stored ones, payload for
+    payload, touches nothing: its facts stay and no subject is derived again.
+    EHRs issue new versions that change nothing the mapping reads (a note,
+    a performer, the server's own bookkeeping), and re-deriving every
+    subject they name was most of an incremental pass.
     ``mark=False`` leaves marking the touched subjects dirty to the caller,
     who batches it per page.  With ``page`` the new rows wait there for the
     page's bulk insert instead of becoming ORM objects.
     """
+    payloads = [fact.model_dump_json() for fact in facts]
     touched: set[str] = set()
     if known:
-        touched |= set(session.scalars(_SUBJECTS_OF_SOURCE, {"site": site, "source_ref": source_ref}))
-        session.execute(
-            sa.delete(models.FactRow).where(
-                models.FactRow.site == site, models.FactRow.source_ref == source_ref
+        stored = session.execute(_FACTS_OF_SOURCE, {"site": site, "source_ref": source_ref}).all()
+        pending = page is not None and source_ref in page.facts  # a copy earlier in the page
+        if not pending and [payload for _subject, payload in stored] == payloads:
+            return touched
+        if stored:
+            touched.update(subject_id for subject_id, _payload in stored)
+            session.execute(
+                sa.delete(models.FactRow).where(
+                    models.FactRow.site == site, models.FactRow.source_ref == source_ref
+                )
             )
-        )
     if page is not None:
         page.facts.pop(source_ref, None)  # replaced again within the page
         if facts:
@@ -159,23 +174,22 @@ def replace_facts(
                     "subject_id": fact.subject_id,
                     "source_ref": source_ref,
                     "concept": fact.concept,
-                    "payload": fact.model_dump_json(),
+                    "payload": payload,
                 }
-                for fact in facts
+                for fact, payload in zip(facts, payloads, strict=True)
             ]
-            touched.update(fact.subject_id for fact in facts)
     else:
-        for fact in facts:
+        for fact, payload in zip(facts, payloads, strict=True):
             session.add(
                 models.FactRow(
                     site=site,
                     subject_id=fact.subject_id,
                     source_ref=source_ref,
                     concept=fact.concept,
-                    payload=fact.model_dump_json(),
+                    payload=payload,
                 )
             )
-            touched.add(fact.subject_id)
+    touched.update(fact.subject_id for fact in facts)
     if mark:
         mark_dirty(session, site, touched)
     return touched
