@@ -13,6 +13,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 
 
@@ -108,6 +109,30 @@ class Fact(BaseModel):
         setattr_(fact, "__pydantic_extra__", None)
         setattr_(fact, "__pydantic_private__", None)
         return fact
+
+
+# What a fact says about where it came from, not what it says: the source
+# version and the catalog version that made it.  No derivation reads them.
+PROVENANCE_FIELDS = ("source_version", "catalog_version")
+
+
+def same_substance(payloads: list[str], others: list[str]) -> bool:
+    """Whether two lists of stored fact payloads say the same, provenance aside, in the same order.
+
+    A new version of a resource (a note added, the server's bookkeeping)
+    gives facts that differ from the stored ones only in ``source_version``;
+    derivations, which never read provenance, come out the same from both.
+    """
+    if len(payloads) != len(others):
+        return False
+    return all(_substance(a) == _substance(b) for a, b in zip(payloads, others, strict=True))
+
+
+def _substance(payload: str) -> dict[str, Any]:
+    fact = orjson.loads(payload)
+    for field in PROVENANCE_FIELDS:
+        fact.pop(field, None)
+    return dict(fact)
 
 
 _REQUIRED: Any = object()

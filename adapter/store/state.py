@@ -18,6 +18,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import orm
 from sqlalchemy.orm import Session
 
+from adapter.mapping import facts as facts_mod
 from adapter.mapping.facts import Fact
 from adapter.mapping.issues import IssueKind, MappingIssue
 from adapter.store import bulk_insert, models, value_lists
@@ -142,24 +143,29 @@ def replace_facts(
 
     ``known=False`` says the resource was never stored, so there are no old
     facts to look up (the common case on a first sync: half the queries).
-    A known resource whose new facts are the stored ones, payload for
-    payload, touches nothing: its facts stay and no subject is derived again.
-    EHRs issue new versions that change nothing the mapping reads (a note,
-    a performer, the server's own bookkeeping), and re-deriving every
-    subject they name was most of an incremental pass.
+    A known resource's subjects count as touched only when its facts say
+    something new: EHRs issue versions that change nothing the mapping reads
+    (a note, a performer, the server's own bookkeeping), and such a version
+    only moves its facts' provenance on (``facts.same_substance``), which no
+    derivation reads.  Its facts are still rewritten, so they name the
+    version stored; identical facts are left as they are.
     ``mark=False`` leaves marking the touched subjects dirty to the caller,
     who batches it per page.  With ``page`` the new rows wait there for the
     page's bulk insert instead of becoming ORM objects.
     """
     payloads = [fact.model_dump_json() for fact in facts]
     touched: set[str] = set()
+    changed = True  # whether the facts say something new (then their subjects are touched)
     if known:
         stored = session.execute(_FACTS_OF_SOURCE, {"site": site, "source_ref": source_ref}).all()
-        pending = page is not None and source_ref in page.facts  # a copy earlier in the page
-        if not pending and [payload for _subject, payload in stored] == payloads:
-            return touched
+        if page is None or source_ref not in page.facts:  # else a copy earlier in the page replaced them
+            stored_payloads = [payload for _subject, payload in stored]
+            if stored_payloads == payloads:
+                return touched
+            changed = not facts_mod.same_substance(stored_payloads, payloads)
         if stored:
-            touched.update(subject_id for subject_id, _payload in stored)
+            if changed:
+                touched.update(subject_id for subject_id, _payload in stored)
             session.execute(
                 sa.delete(models.FactRow).where(
                     models.FactRow.site == site, models.FactRow.source_ref == source_ref
@@ -189,7 +195,8 @@ def replace_facts(
                     payload=payload,
                 )
             )
-    touched.update(fact.subject_id for fact in facts)
+    if changed:
+        touched.update(fact.subject_id for fact in facts)
     if mark:
         mark_dirty(session, site, touched)
     return touched
