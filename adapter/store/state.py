@@ -30,6 +30,13 @@ _FACT_LIST: TypeAdapter[list[Fact]] = TypeAdapter(list[Fact])
 # The queries the sync runs once per resource or per subject, built once with
 # bound parameters: building a SQLAlchemy statement (coercing its clauses,
 # computing its cache key) took longer than SQLite took to run it.
+# Run through the session's connection, not the ORM: an ORM statement first
+# flushed the previous resource's pending row update and ran the DELETE as an
+# ORM bulk delete, which together cost 2.7 ms per changed resource (a tenth
+# of a site's resources in new versions took longer than a full sync).
+_DELETE_FACTS_OF_SOURCE = sa.delete(models.FactRow).where(
+    models.FactRow.site == sa.bindparam("site"), models.FactRow.source_ref == sa.bindparam("source_ref")
+)
 _FACTS_OF_SOURCE = (
     sa.select(models.FactRow.subject_id, models.FactRow.payload)
     .where(
@@ -151,13 +158,15 @@ def replace_facts(
     version stored; identical facts are left as they are.
     ``mark=False`` leaves marking the touched subjects dirty to the caller,
     who batches it per page.  With ``page`` the new rows wait there for the
-    page's bulk insert instead of becoming ORM objects.
+    page's bulk insert; without, they are inserted at once.
     """
     payloads = [fact.model_dump_json() for fact in facts]
+    connection = session.connection()  # facts are never ORM objects: nothing pending to flush first
+    source = {"site": site, "source_ref": source_ref}
     touched: set[str] = set()
     changed = True  # whether the facts say something new (then their subjects are touched)
     if known:
-        stored = session.execute(_FACTS_OF_SOURCE, {"site": site, "source_ref": source_ref}).all()
+        stored = connection.execute(_FACTS_OF_SOURCE, source).all()
         if page is None or source_ref not in page.facts:  # else a copy earlier in the page replaced them
             stored_payloads = [payload for _subject, payload in stored]
             if stored_payloads == payloads:
@@ -166,35 +175,23 @@ def replace_facts(
         if stored:
             if changed:
                 touched.update(subject_id for subject_id, _payload in stored)
-            session.execute(
-                sa.delete(models.FactRow).where(
-                    models.FactRow.site == site, models.FactRow.source_ref == source_ref
-                )
-            )
+            connection.execute(_DELETE_FACTS_OF_SOURCE, source)
+    rows = [
+        {
+            "site": site,
+            "subject_id": fact.subject_id,
+            "source_ref": source_ref,
+            "concept": fact.concept,
+            "payload": payload,
+        }
+        for fact, payload in zip(facts, payloads, strict=True)
+    ]
     if page is not None:
         page.facts.pop(source_ref, None)  # replaced again within the page
-        if facts:
-            page.facts[source_ref] = [
-                {
-                    "site": site,
-                    "subject_id": fact.subject_id,
-                    "source_ref": source_ref,
-                    "concept": fact.concept,
-                    "payload": payload,
-                }
-                for fact, payload in zip(facts, payloads, strict=True)
-            ]
-    else:
-        for fact, payload in zip(facts, payloads, strict=True):
-            session.add(
-                models.FactRow(
-                    site=site,
-                    subject_id=fact.subject_id,
-                    source_ref=source_ref,
-                    concept=fact.concept,
-                    payload=payload,
-                )
-            )
+        if rows:
+            page.facts[source_ref] = rows
+    elif rows:
+        connection.execute(sa.insert(models.FactRow), rows)
     if changed:
         touched.update(fact.subject_id for fact in facts)
     if mark:
