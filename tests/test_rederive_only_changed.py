@@ -154,3 +154,39 @@ def test_new_versions_are_written_without_an_orm_flush_each(tmp_path: Path) -> N
         sa.event.remove(Session, "after_flush", count)
     assert changed > 300 and summary.subjects_derived == 0
     assert len(flushes) < changed / 10, f"{len(flushes)} ORM flushes for {changed} new versions"
+
+
+def test_a_pass_that_finds_nothing_new_moves_last_seen_with_a_few_updates(tmp_path: Path) -> None:
+    """Every stored resource listed again unchanged is marked seen in this run, a page at a time.
+
+    The last-seen run is how a complete listing finds what vanished, so it
+    must move for every resource; it used to be an ORM update per row.
+    """
+    config = demo_sandbox(tmp_path)
+    config = config.model_copy(update={"sites": [s for s in config.sites if s.id == SITE]})
+    setup, sessions = sync.SiteSetup.load(config, config.sites[0]), db.open_store(config.store.url)
+    sync.sync_site(setup, sessions)
+
+    updated_rows: list[int] = []
+
+    def count(
+        _conn: object, _cursor: object, statement: str, params: Any, _context: object, many: bool
+    ) -> None:
+        if statement.lstrip().upper().startswith("UPDATE SOURCE_RESOURCES"):
+            updated_rows.append(len(params) if many else 1)
+
+    engine = sessions.kw["bind"]
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        summary = sync.sync_site(setup, sessions)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    with sessions() as session:
+        rows = session.execute(
+            sa.select(models.SourceResource.last_seen_run, sa.func.count())
+            .where(models.SourceResource.site == SITE, models.SourceResource.outcome != "deleted")
+            .group_by(models.SourceResource.last_seen_run)
+        ).all()
+    assert summary.unchanged > 500 and summary.resources_mapped == 0
+    assert [run for run, _count in rows] == [summary.run_id], "every listed resource was seen in this run"
+    assert sum(updated_rows) < summary.unchanged / 50, f"{sum(updated_rows)} row updates"

@@ -85,6 +85,18 @@ class PageRows:
         self.sources: list[PendingSource] = []
         self.facts: dict[str, list[dict[str, Any]]] = {}  # source_ref -> fact rows
         self.issues = PageIssues()
+        self.seen: dict[tuple[str, str, int], list[str]] = {}  # (site, type, run) -> ids seen unchanged
+
+    def seen_unchanged(self, row: models.SourceResource, run_id: int) -> None:
+        """A stored resource the source lists again unchanged: its last-seen run moves on with the page.
+
+        One UPDATE per page instead of an ORM update per row: an incremental
+        pass over a complete listing sees every stored resource, and their
+        ORM flush was most of a pass that found nothing new.  The loaded row
+        takes the value as already stored, so the ORM does not write it again.
+        """
+        orm.attributes.set_committed_value(row, "last_seen_run", run_id)
+        self.seen.setdefault((row.site, row.resource_type, run_id), []).append(row.resource_id)
 
     def new_source(self, site: str, resource_type: str, resource_id: str) -> PendingSource:
         source = PendingSource(site, resource_type, resource_id)
@@ -98,7 +110,15 @@ class PageRows:
         bulk_insert.insert_rows(connection, models.SourceResource, sources)
         facts = [row for rows in self.facts.values() for row in rows]
         bulk_insert.insert_rows(connection, models.FactRow, facts)
-        self.sources, self.facts = [], {}
+        stored = models.SourceResource
+        for (site, resource_type, run_id), ids in self.seen.items():
+            for among in value_lists.among_values(session, stored.resource_id, ids):
+                connection.execute(
+                    sa.update(stored)
+                    .where(stored.site == site, stored.resource_type == resource_type, among)
+                    .values(last_seen_run=run_id)
+                )
+        self.sources, self.facts, self.seen = [], {}, {}
         self.issues.write(session)
 
 

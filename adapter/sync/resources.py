@@ -73,7 +73,10 @@ def ingest_one(
         and row.catalog_version == ctx.catalog.version
         and row.outcome != "deleted"
     ):
-        row.last_seen_run = summary.run_id
+        if page is not None and isinstance(row, models.SourceResource):
+            page.seen_unchanged(row, summary.run_id)
+        else:
+            row.last_seen_run = summary.run_id
         summary.unchanged += 1
         return row
     patient_ref = _patient_ref(raw)
