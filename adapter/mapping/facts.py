@@ -129,10 +129,10 @@ def same_substance(payloads: list[str], others: list[str]) -> bool:
 
 
 def _substance(payload: str) -> dict[str, Any]:
-    fact = orjson.loads(payload)
+    fact: dict[str, Any] = orjson.loads(payload)
     for field in PROVENANCE_FIELDS:
         fact.pop(field, None)
-    return dict(fact)
+    return fact
 
 
 _REQUIRED: Any = object()

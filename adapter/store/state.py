@@ -32,8 +32,9 @@ _FACT_LIST: TypeAdapter[list[Fact]] = TypeAdapter(list[Fact])
 # computing its cache key) took longer than SQLite took to run it.
 # Run through the session's connection, not the ORM: an ORM statement first
 # flushed the previous resource's pending row update and ran the DELETE as an
-# ORM bulk delete, which together cost 2.7 ms per changed resource (a tenth
-# of a site's resources in new versions took longer than a full sync).
+# ORM bulk delete, which together cost over a millisecond per changed
+# resource (a tenth of a site's resources in new versions took longer than a
+# full sync).
 _DELETE_FACTS_OF_SOURCE = sa.delete(models.FactRow).where(
     models.FactRow.site == sa.bindparam("site"), models.FactRow.source_ref == sa.bindparam("source_ref")
 )

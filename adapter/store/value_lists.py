@@ -21,11 +21,6 @@ from sqlalchemy.orm import Session
 IDS_PER_QUERY = 500  # values per IN (...): far below SQLite's and PostgreSQL's parameter limits
 
 
-def in_chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
-    """``values`` in slices of ``IDS_PER_QUERY``: one IN (...) list each, under any database's limit."""
-    return [values[start : start + IDS_PER_QUERY] for start in range(0, len(values), IDS_PER_QUERY)]
-
-
 def among_values(session: Session, column: Any, values: Sequence[Any]) -> list[sa.ColumnElement[bool]]:
     """Conditions that ``column`` is one of ``values``: run one query (or statement) per condition.
 
@@ -36,4 +31,6 @@ def among_values(session: Session, column: Any, values: Sequence[Any]) -> list[s
     if session.get_bind().dialect.name == "postgresql":
         array = sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
         return [column == sa.any_(array)]
-    return [column.in_(chunk) for chunk in in_chunks(values)]
+    return [
+        column.in_(values[start : start + IDS_PER_QUERY]) for start in range(0, len(values), IDS_PER_QUERY)
+    ]
